@@ -1,0 +1,1 @@
+"""Adapter cards: schema, importers, storage and the shipped starter catalog. Never imports gradio."""

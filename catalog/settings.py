@@ -1,0 +1,161 @@
+"""One settings object for every layer, with environment overrides.
+
+Every field can be overridden with ``STYLUS_<FIELD>`` (upper case), e.g.
+``STYLUS_CATALOG_DIR=/data/catalog`` or ``STYLUS_CHROMA_MODE=server``. Lists are
+comma-separated; booleans accept 1/0, true/false, yes/no, on/off.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "STYLUS_"
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("STYLUS_HOME", Path.home() / ".cache" / "stylus"))
+
+
+class SettingsError(ValueError):
+    """A setting has a value that is not allowed."""
+
+
+@dataclass
+class Settings:
+    # where everything lives; catalog/cache/output dirs default to folders under it
+    home: Path = field(default_factory=_default_home)
+    catalog_dir: Path | None = None
+    cache_dir: Path | None = None
+    output_dir: Path | None = None
+
+    # generation model: "" = the embedded untrained preview model (built locally)
+    model: str = ""
+    inpaint_model: str = ""  # optional 9-channel inpainting checkpoint
+    scheduler: str = "euler"  # euler | ddim | dpm
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    safety_checker: bool = False  # explicit policy; real checkpoints only
+    torch_threads: int = 0  # 0 = torch default
+    lora_cache_size: int = 16  # adapters kept loaded on the pipeline (LRU)
+
+    # retrieval
+    embedding_model: str = "minilm"  # "minilm" (offline package), any ST name/path, or "litellm:<model>"
+    chroma_mode: str = "embedded"  # embedded | server
+    chroma_host: str = "127.0.0.1"
+    chroma_port: int = 8000
+    top_k: int = 150
+    base_model_filter: str = "SD 1.5"
+    allow_nsfw: bool = False
+
+    # composition
+    composer: str = "offline"  # offline | llm
+    llm_model: str = ""  # any litellm model string, e.g. "openai/gpt-4o-mini"
+    llm_api_base: str = ""
+    llm_api_key: str = ""
+    llm_timeout: float = 30.0
+    adapters_per_topic: int = 3
+    base_weight: float = 0.8
+
+    # network: used only for what a user configures
+    civitai_token: str = ""
+    hf_token: str = ""
+    download_hosts: list[str] = field(
+        default_factory=lambda: ["civitai.com", "image.civitai.com", "huggingface.co",
+                                 "cdn-lfs.huggingface.co", "cdn-lfs.hf.co"])
+    download_max_mb: int = 1024
+
+    # safety of the server
+    allow_pickle: bool = False  # load .ckpt/.pt/.bin adapters (runs pickled code)
+    public: bool = False  # running as a public Space: folder import off unless enabled
+    folder_import_roots: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+        self.catalog_dir = Path(self.catalog_dir or self.home / "catalog").expanduser()
+        self.cache_dir = Path(self.cache_dir or self.home / "cache").expanduser()
+        self.output_dir = Path(self.output_dir or self.home / "outputs").expanduser()
+        self.validate()
+
+    def validate(self) -> None:
+        choices = {
+            "scheduler": ("euler", "ddim", "dpm"),
+            "device": ("auto", "cpu", "cuda", "mps"),
+            "dtype": ("auto", "float32", "float16", "bfloat16"),
+            "chroma_mode": ("embedded", "server"),
+            "composer": ("offline", "llm"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
+                raise SettingsError(f"setting {name}={value!r} is not allowed; use one of {', '.join(allowed)}")
+        if self.top_k < 1:
+            raise SettingsError(f"setting top_k={self.top_k} must be at least 1")
+        if not 0 <= self.adapters_per_topic <= 10:
+            raise SettingsError(f"setting adapters_per_topic={self.adapters_per_topic} must be in 0..10")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``STYLUS_*`` environment variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, hints[f.name], raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain data with secrets masked (for the About tab and logs)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = "set" if value else ""
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    def secrets(self) -> list[str]:
+        return [getattr(self, name) for name in SECRET_FIELDS if getattr(self, name)]
+
+
+SECRET_FIELDS = ("llm_api_key", "civitai_token", "hf_token")
+
+
+def _parse(name: str, hint: Any, raw: str) -> Any:
+    text = str(hint)
+    try:
+        if hint is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if "list" in text:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        if "Path" in text:
+            return Path(raw) if raw else None
+        return raw
+    except ValueError:
+        raise SettingsError(f"environment {ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text}") from None
+
+
+def quiet_environment() -> None:
+    """Analytics and telemetry off; set before gradio/litellm/chromadb are imported."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -1,0 +1,1 @@
+"""The Stylus method: refiner, encoder, retriever, composer, masks, generator. Never imports gradio."""

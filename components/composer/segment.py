@@ -1,0 +1,214 @@
+"""Split a prompt into keyword topics, for natural captions and for tag-soup prompts.
+
+Conventions follow the Stylus paper's composer output on COCO / PartiPrompts: a topic is a noun
+phrase with its adjectives ("small dog", "black and white cat", "knitted hats"); an action verb
+after its subject starts a new topic ("dog" | "eating treat"); articles, prepositions, counts
+("two", "a group of"), pronouns, auxiliaries, framing words ("a picture of", "in front of") and
+quality boilerplate ("masterpiece", "8k") are never topics. Tag-soup prompts keep each short
+comma item whole ("school uniform", "looking at viewer"). Deterministic; no models.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+ARTICLES = _words("a an the this that these those some any each every another other others such "
+                  "its his her their our my your no own")
+PREPOSITIONS = _words(
+    "in on at to with of from by for into onto over under near beside behind between through "
+    "across along against around above below inside outside during upon within without via toward "
+    "towards past beneath atop underneath amongst among after before like")
+CONJUNCTIONS = _words("and or but while as so than then nor yet because if when where whereas though "
+                      "although plus")
+PRONOUNS = _words("it it's they them he she him we us you i me theirs hers who whom whose which what "
+                  "there here someone something somebody anyone everyone anything everything itself "
+                  "themselves himself herself")
+AUXILIARIES = _words("is are was were be been being am has have had do does did can could will would "
+                     "shall should may might must get gets got getting seems seem appears appear")
+QUANTITIES = _words(
+    "one two three four five six seven eight nine ten eleven twelve several many few couple bunch "
+    "group pair lot lots number various different multiple all both dozen dozens herd set piece pieces "
+    "variety bunches numerous plenty much more most less least single lone assortment array row rows "
+    "stack pile flock")
+ADVERBS = _words("very really just also only almost together ready about too quite rather nearly "
+                 "mostly partially fully slightly extremely highly well still even up down out off "
+                 "away back not")
+FRAMING = _words("image picture photo photograph shot view close closeup front top side middle edge "
+                 "left right background foreground kind type sort large big looking")
+GENERIC_VERBS = _words(
+    "sits sit sat stands stand holds hold holding wearing wears wear filled topped covered made "
+    "dressed looks look shows show showing shown seen displayed displaying features featuring "
+    "containing contains contain sitting standing placed located parked full")
+VERBS_3RD = _words(
+    "rides walks swims flies eats plays lies lays waits perches wades grazes runs jumps sleeps rests "
+    "drinks poses smiles talks reads watches leans hangs lands travels drives pulls carries throws "
+    "catches hits swings skates surfs skis makes takes goes comes uses works cuts prepares cooks")
+STOPWORDS = (ARTICLES | PREPOSITIONS | CONJUNCTIONS | PRONOUNS | AUXILIARIES | QUANTITIES | ADVERBS
+             | FRAMING | GENERIC_VERBS | VERBS_3RD)
+COLOURS = _words("white black red blue green yellow orange pink purple brown gray grey silver gold "
+                 "golden beige tan teal cyan magenta violet maroon navy turquoise blond blonde")
+# words ending in -ing that are nouns or fixed modifiers, not actions
+ING_NOUNS = _words("living dining parking building clothing ceiling painting drawing wedding evening "
+                   "morning ring king wing string spring swing thing pudding icing frosting topping "
+                   "stuffing bedding railing siding lighting landing crossing sailing skiing surfing "
+                   "boarding clearing sling")
+# quality / rendering boilerplate of tag-soup prompts: never a topic
+BOILERPLATE = frozenset({
+    "masterpiece", "best quality", "high quality", "highest quality", "top quality", "good quality",
+    "normal quality", "quality", "ultra detailed", "ultra-detailed", "highly detailed",
+    "extremely detailed", "very detailed", "detailed", "intricate details", "intricate detail",
+    "intricate", "8k", "4k", "16k", "8k uhd", "uhd", "hdr", "hd", "highres", "high res", "absurdres",
+    "high resolution", "ultra high res", "ultra high resolution", "best resolution", "sharp focus",
+    "official art", "award winning", "award-winning", "trending on artstation", "raw photo",
+    "extremely detailed cg unity 8k wallpaper", "unity 8k wallpaper", "8k wallpaper", "wallpaper",
+    "incredibly absurdres", "huge filesize", "beautiful detailed", "perfect", "amazing",
+    "professional", "high detail", "hyper detailed", "hyperdetailed", "super detailed",
+    "insanely detailed", "ultra realistic details", "ultra quality", "masterwork", "best illustration",
+    "finely detailed", "depth of field", "dof", "film grain",
+})
+
+_TOKEN = re.compile(r"<[^<>]*>|\d+\.\d+|[^\W_]+(?:['’-][^\W_]+)*|\S")
+_BREAK = ",.;:!?()[]{}|\"/\\"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One keyword topic: its text as written, its normalized words, and where it is in the prompt."""
+    text: str
+    words: tuple[str, ...]  # lower case, singular, prompt order
+    start: int  # character offsets into the prompt
+    end: int
+
+    @property
+    def head(self) -> str:
+        """The last word: the noun a phrase is about ("dog" in "small dog")."""
+        return self.words[-1]
+
+
+def normalize_word(word: str) -> str:
+    """Lower case and a light singular form ("bears" -> "bear", "glasses" stays), for matching."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is", "sses")):
+        return w[:-1]
+    return w
+
+
+@lru_cache(maxsize=4096)
+def normalize_phrase(text: str) -> tuple[str, ...]:
+    """The matching words of a phrase: normalized, stopwords removed, order kept."""
+    out = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        if tok[0].isalnum() and tok.lower() not in STOPWORDS:
+            out.append(normalize_word(tok))
+    return tuple(out)
+
+
+def _tokens(prompt: str) -> list[tuple[str, int, int]]:
+    return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(prompt)]
+
+
+def _clauses(tokens: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
+    """Split at punctuation and at <lora:...> style tags; drop A1111 weights such as ':1.2'."""
+    clauses: list[list[tuple[str, int, int]]] = [[]]
+    prev = ""
+    for tok in tokens:
+        text = tok[0]
+        is_weight = prev == ":" and re.fullmatch(r"\d+(?:\.\d+)?", text) is not None
+        if text.startswith("<") or text in _BREAK or is_weight or not (text[0].isalnum()):
+            if clauses[-1]:
+                clauses.append([])
+        else:
+            clauses[-1].append(tok)
+        prev = text
+    return [c for c in clauses if c]
+
+
+def is_tag_soup(prompt: str) -> bool:
+    """Many short comma items ("1girl, school uniform, library") rather than a sentence."""
+    items = [i for i in prompt.split(",") if i.strip()]
+    if len(items) < 3:
+        return False
+    short = sum(1 for i in items if len(i.split()) <= 4)
+    return short >= 0.6 * len(items)
+
+
+def _strip_boilerplate(clause: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Remove a leading or whole boilerplate phrase ("best quality", "ultra detailed")."""
+    low = [t[0].lower() for t in clause]
+    for n in range(len(clause), 0, -1):
+        if " ".join(low[:n]) in BOILERPLATE:
+            return clause[n:]
+    return clause
+
+
+def _chunk(clause: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
+    """Noun phrases of a caption clause (see module docstring for the conventions)."""
+    chunks: list[list[tuple[str, int, int]]] = []
+    cur: list[tuple[str, int, int]] = []
+    for i, tok in enumerate(clause):
+        low = tok[0].lower()
+        nxt = clause[i + 1][0].lower() if i + 1 < len(clause) else ""
+        if low == "and" and cur and cur[-1][0].lower() in COLOURS and nxt in COLOURS:
+            cur.append(tok)  # "black and white cat" stays one topic
+            continue
+        if low in STOPWORDS or low in BOILERPLATE:
+            if cur:
+                chunks.append(cur)
+            cur = []
+            continue
+        if low.endswith("ing") and len(low) > 4 and low not in ING_NOUNS and cur:
+            chunks.append(cur)  # "dog | eating treat"
+            cur = []
+        cur.append(tok)
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def _make(prompt: str, toks: list[tuple[str, int, int]]) -> Segment | None:
+    words = tuple(normalize_word(t[0]) for t in toks if t[0].lower() not in STOPWORDS)
+    if not words:
+        return None
+    start, end = toks[0][1], toks[-1][2]
+    return Segment(text=prompt[start:end], words=words, start=start, end=end)
+
+
+def segment(prompt: str) -> list[Segment]:
+    """Topics of ``prompt`` in order, each distinct set of words once."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    soup = is_tag_soup(prompt)
+    out: list[Segment] = []
+    seen: set[frozenset[str]] = set()
+    for clause in _clauses(_tokens(prompt)):
+        clause = _strip_boilerplate(clause)
+        if not clause:
+            continue
+        text = " ".join(t[0].lower() for t in clause)
+        if text in BOILERPLATE:
+            continue
+        if soup and len(clause) <= 4:
+            while clause and clause[0][0].lower() in ARTICLES | QUANTITIES:
+                clause = clause[1:]
+            pieces = [clause] if clause else []  # a tag: keep "looking at viewer" whole
+        else:
+            pieces = _chunk(clause)
+        for piece in pieces:
+            seg = _make(prompt, piece)
+            if seg is not None and frozenset(seg.words) not in seen:
+                seen.add(frozenset(seg.words))
+                out.append(seg)
+    return out

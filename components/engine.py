@@ -1,0 +1,136 @@
+"""The Stylus engine: one object the front ends talk to (select -> compose -> generate).
+
+Heavy parts (catalog, index, embedder, pipelines) are built lazily on first use and kept
+process-wide; every method takes and returns the typed values of :mod:`components.types`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from functools import cached_property
+from typing import Any, Callable
+
+from catalog.card import MAX_WEIGHT, MIN_WEIGHT
+from catalog.settings import Settings
+from catalog.store import CatalogStore
+
+from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, StylusError,
+                    Topic, TopicAdapter, Variant)
+
+
+class StylusEngine:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self._lock = threading.RLock()
+
+    # ---- lazily built parts ---------------------------------------------------------
+    @cached_property
+    def store(self) -> CatalogStore:
+        from catalog.starter import open_catalog
+        return open_catalog(self.settings)
+
+    @cached_property
+    def retriever(self):
+        from .retriever import Retriever
+        return Retriever(self.settings, self.store)
+
+    @cached_property
+    def generator(self):
+        from .generator import Generator
+        return Generator(self.settings)
+
+    # ---- the method ---------------------------------------------------------------
+    def retrieve(self, prompt: str, top_k: int | None = None) -> RetrievalResult:
+        return self.retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
+
+    def compose(self, prompt: str, retrieval: RetrievalResult, *, composer: str | None = None,
+                llm_model: str | None = None, adapters_per_topic: int | None = None,
+                temperature: float = 0.0) -> Composition:
+        from .composer import ComposeOptions, compose
+        options = ComposeOptions(
+            composer=composer or self.settings.composer,
+            llm_model=llm_model or self.settings.llm_model,
+            api_base=self.settings.llm_api_base, api_key=self.settings.llm_api_key,
+            timeout=self.settings.llm_timeout,
+            top_k=self.settings.adapters_per_topic if adapters_per_topic is None else adapters_per_topic,
+            temperature=temperature)
+        return compose(prompt, retrieval.candidates, options)
+
+    def select(self, prompt: str, **options: Any) -> tuple[RetrievalResult, Composition]:
+        """Retrieve then compose: the "Select adapters" step."""
+        top_k = options.pop("top_k", None)
+        retrieval = self.retrieve(prompt, top_k=top_k)
+        return retrieval, self.compose(prompt, retrieval, **options)
+
+    def variants(self, composition: Composition, n: int, strategy: str = "one_hot_loras",
+                 seed: int = 0, debias: str = "") -> list[Variant]:
+        from .masks import sample_variants
+        return sample_variants(composition, n=n, strategy=strategy, seed=seed,
+                               base_weight=self.settings.base_weight, debias=debias)
+
+    def generate(self, request: GenerationRequest,
+                 progress: Callable[[int, int], None] | None = None) -> GenerationResult:
+        timings: dict[str, float] = {}
+        comp = request.composition
+        variants = None
+        if comp is not None:
+            self.validate_composition(comp)
+            t0 = time.perf_counter()
+            variants = self.variants(comp, request.num_images, request.mask_strategy, request.seed,
+                                     request.debias)
+            timings["masks"] = time.perf_counter() - t0
+        result = self.generator.generate(request, variants=variants, cards=self._cards_for(comp),
+                                         progress=progress)
+        result.timings = {**timings, **result.timings}
+        return result
+
+    # ---- editing a composition ------------------------------------------------------
+    def validate_composition(self, comp: Composition) -> None:
+        """Every adapter must exist, be loadable and have a weight in [-2, 2]; each at most once."""
+        seen: set[str] = set()
+        found = self.store.get_many(comp.adapter_ids())
+        for topic in comp.topics:
+            for a in topic.adapters:
+                if a.card_id not in found:
+                    raise StylusError(f"adapter {a.card_id!r} (keyword {', '.join(topic.keywords)!r}) "
+                                      f"is not in the catalog; search the catalog for a valid id")
+                if a.card_id in seen:
+                    raise StylusError(f"adapter {a.card_id!r} appears twice; each adapter may be used once")
+                seen.add(a.card_id)
+                if not MIN_WEIGHT <= a.weight <= MAX_WEIGHT:
+                    raise StylusError(f"weight {a.weight} of adapter {a.card_id!r} is outside "
+                                      f"[{MIN_WEIGHT}, {MAX_WEIGHT}]")
+                if found[a.card_id].blocked:
+                    raise StylusError(f"adapter {a.card_id!r} is blocked in the catalog")
+
+    def composition_from_rows(self, prompt: str, rows: list[dict[str, Any]]) -> Composition:
+        """Build a composition from an edited keyword/adapter/weight table."""
+        topics: dict[str, Topic] = {}
+        cards = self.store.get_many([str(r.get("id") or "").strip() for r in rows if r.get("id")])
+        for i, row in enumerate(rows, 1):
+            keyword = str(row.get("keyword") or "").strip()
+            card_id = str(row.get("id") or "").strip()
+            if not card_id:
+                continue
+            if card_id not in cards:
+                raise StylusError(f"row {i}: adapter id {card_id!r} is not in the catalog")
+            try:
+                weight = float(str(row.get("weight", "")).strip())
+            except ValueError:
+                raise StylusError(f"row {i}: weight {row.get('weight')!r} is not a number in "
+                                  f"[{MIN_WEIGHT}, {MAX_WEIGHT}]") from None
+            card = cards[card_id]
+            topic = topics.setdefault(keyword, Topic(keywords=[k.strip() for k in keyword.split("+") if k.strip()] or [keyword]))
+            topic.adapters.append(TopicAdapter(card_id=card_id, name=card.name, weight=weight,
+                                               reason="edited by user", civitai_model_id=card.civitai_model_id,
+                                               lora_name=card.lora_name))
+        comp = Composition(prompt=prompt, topics=list(topics.values()), composer="user-edited")
+        self.validate_composition(comp)
+        return comp
+
+    def _cards_for(self, comp: Composition | None):
+        return self.store.get_many(comp.adapter_ids()) if comp else {}
+
+    def status(self) -> dict[str, Any]:
+        return {"settings": self.settings.public_dict(), "catalog": str(self.settings.catalog_dir),
+                "preview_model": not self.settings.model}

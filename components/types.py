@@ -1,0 +1,120 @@
+"""Typed values exchanged between the layers (retriever -> composer -> masks -> generator -> UI).
+
+Plain dataclasses of ids, weights, seeds and images: no widgets, no tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from catalog.card import AdapterCard
+
+Mode = Literal["txt2img", "img2img", "inpaint"]
+MaskStrategy = Literal["all", "one_hot_loras", "one_hot_concepts"]
+
+
+class StylusError(Exception):
+    """A request Stylus cannot serve; the message says which value and what is allowed."""
+
+
+@dataclass
+class Candidate:
+    """A retrieved adapter with its score and why it matched."""
+    card: AdapterCard
+    score: float
+    rank: int = 0
+    # field name -> matched terms, e.g. {"examples": ["school uniform"], "tags": ["clothing"]}
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # per signal: lexical, dense, prior
+
+    @property
+    def id(self) -> str:
+        return self.card.id
+
+
+@dataclass
+class RetrievalResult:
+    query: str
+    candidates: list[Candidate]
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TopicAdapter:
+    """One adapter assigned to a topic. ``weight`` is the adapter's recommended weight."""
+    card_id: str
+    name: str
+    weight: float
+    reason: str = ""
+    score: float = 0.0
+    civitai_model_id: int | None = None
+    lora_name: str = ""  # name for the A1111 <lora:NAME:W> export
+
+
+@dataclass
+class Topic:
+    keywords: list[str]
+    adapters: list[TopicAdapter] = field(default_factory=list)
+
+
+@dataclass
+class Composition:
+    prompt: str
+    topics: list[Topic]
+    unassigned: list[str] = field(default_factory=list)  # prompt keywords left without adapters
+    composer: str = "offline"
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=dict)  # composer internals for the UI
+
+    def adapter_ids(self) -> list[str]:
+        return [a.card_id for t in self.topics for a in t.adapters]
+
+
+@dataclass
+class Variant:
+    """One masked composition: which adapters are on, at which weights, and the prompt."""
+    index: int
+    weights: dict[str, float]  # card id -> applied weight (after the mask and topic division)
+    prompt: str
+    export: str = ""  # the prompt with A1111 <lora:NAME:W> tags
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    mode: Mode = "txt2img"
+    init_image: Any = None  # PIL.Image for img2img / inpaint
+    mask_image: Any = None  # PIL.Image (white = repaint) for inpaint
+    strength: float = 0.75
+    steps: int = 20
+    guidance: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = 0
+    num_images: int = 4
+    mask_strategy: MaskStrategy = "one_hot_loras"
+    composition: Composition | None = None
+    debias: str = ""
+    include_baseline: bool = True
+
+
+@dataclass
+class GeneratedImage:
+    image: Any  # PIL.Image
+    seed: int
+    variant: Variant | None  # None for the baseline (no adapters)
+    parameters: str = ""  # A1111-style PNG "parameters" text
+    path: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    images: list[GeneratedImage]
+    baseline: GeneratedImage | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    model: str = ""
+    preview_model: bool = False  # images come from the untrained preview model

@@ -1,0 +1,1 @@
+"""Front ends: the Gradio web app and the command line (python -m stylus_ui)."""

@@ -1,0 +1,132 @@
+"""Settings, the card schema, the store, and the layering rules of the house."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catalog.card import AdapterCard, normalize_base_model
+from catalog.settings import Settings, SettingsError
+from catalog.store import CatalogError, CatalogStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_card(i: int = 1, **kw) -> AdapterCard:
+    data = dict(id=f"civitai-{i}", source="civitai", civitai_model_id=100 + i, civitai_version_id=i,
+                name=f"Adapter {i}", base_model="SD 1.5", adapter_type="LoRA", tags=["style"])
+    data.update(kw)
+    return AdapterCard(**data)
+
+
+def test_settings_environment_overrides(tmp_path):
+    env = {"STYLUS_HOME": str(tmp_path), "STYLUS_TOP_K": "42", "STYLUS_ALLOW_PICKLE": "yes",
+           "STYLUS_DOWNLOAD_HOSTS": "a.example, b.example", "STYLUS_CHROMA_MODE": "server"}
+    s = Settings.from_env(env)
+    assert s.top_k == 42 and s.allow_pickle is True and s.chroma_mode == "server"
+    assert s.download_hosts == ["a.example", "b.example"]
+    assert s.catalog_dir == tmp_path / "catalog"
+    assert Settings.from_env(env, top_k=7).top_k == 7  # explicit beats environment
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"STYLUS_TOP_K": "many"}, "STYLUS_TOP_K='many'"),
+    ({"STYLUS_COMPOSER": "magic"}, "composer='magic'"),
+    ({"STYLUS_ALLOW_PICKLE": "perhaps"}, "STYLUS_ALLOW_PICKLE"),
+])
+def test_settings_bad_values_name_the_value(env, needle):
+    with pytest.raises(SettingsError, match=needle.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_secrets_are_masked(tmp_path):
+    s = Settings(home=tmp_path, civitai_token="tok-secret-123")
+    assert "tok-secret-123" not in str(s.public_dict())
+    assert s.public_dict()["civitai_token"] == "set"
+
+
+@pytest.mark.parametrize("raw,want", [("SD 1.5", "SD 1.5"), ("sd1.5", "SD 1.5"), ("SDXL 1.0", "SDXL 1.0"),
+                                      ("Stable Diffusion v1.5", "SD 1.5"), (None, "unknown"),
+                                      ("Playground v2", "Playground v2")])
+def test_base_model_normalisation(raw, want):
+    assert normalize_base_model(raw) == want
+
+
+def test_card_validation_messages():
+    with pytest.raises(ValueError, match="adapter_type 'LoFi'"):
+        make_card(adapter_type="LoFi")
+    assert make_card(recommended_weight=100).recommended_weight is None  # junk weight treated as unknown
+
+
+def test_upsert_is_idempotent_and_curation_survives_reimport(store):
+    assert store.upsert(make_card(1)) == "added"
+    assert store.upsert(make_card(1)) == "unchanged"
+    store.edit("civitai-1", editor="ana", description="Curated text", weight=0.6, category="style", blocked=True)
+    assert store.upsert(make_card(1, tags=["style", "anime"])) == "updated"
+    card = store.get("civitai-1")
+    assert card.tags == ["style", "anime"]
+    assert card.effective_description() == "Curated text" and card.effective_weight() == 0.6
+    assert card.blocked and card.curation.edited_by == "ana" and card.curation.edited_at
+    assert store.stats()["flags"]["blocked"] == 1
+
+
+def test_edit_rejects_bad_values_and_unknown_fields(store):
+    store.upsert(make_card(2))
+    with pytest.raises(CatalogError, match="weight 5.0 is outside"):
+        store.edit("civitai-2", weight=5.0)
+    with pytest.raises(CatalogError, match="cannot edit colour"):
+        store.edit("civitai-2", colour="red")
+    with pytest.raises(CatalogError, match="no adapter card with id 'nope'"):
+        store.edit("nope", blocked=True)
+    assert store.get("civitai-2").curation.weight is None  # nothing half-applied
+
+
+def test_transaction_rolls_back_as_a_whole(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as tx:
+            store.upsert(make_card(3), tx)
+            raise RuntimeError("crash mid-batch")
+    assert "civitai-3" not in store and len(store) == 0
+
+
+def test_store_reopens_with_committed_cards(tmp_path):
+    with CatalogStore(tmp_path / "c") as s:
+        s.upsert(make_card(4))
+    with CatalogStore(tmp_path / "c") as s:
+        assert s.get("civitai-4").name == "Adapter 4"
+
+
+def _imports(package: str) -> set[str]:
+    found = set()
+    for path in (REPO / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_dependencies_point_one_way():
+    assert not {"gradio", "components", "stylus_ui"} & _imports("catalog")
+    assert not {"gradio", "stylus_ui"} & _imports("components")
+
+
+def test_catalog_and_components_do_not_pull_in_gradio():
+    code = ("import sys, importlib, pkgutil, catalog, components\n"
+            "for pkg in (catalog, components):\n"
+            "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+            "        if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+            "assert 'gradio' not in sys.modules, 'gradio imported'\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
+
+
+def test_cli_help_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "stylus_ui", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for cmd in ("catalog", "retrieve", "compose", "generate", "serve"):
+        assert cmd in out.stdout
