@@ -209,8 +209,10 @@ class CatalogStore:
         if conn is None:
             with self.transaction() as tx:
                 return self.upsert(card, tx)
+        row = conn.execute("SELECT content_hash, source_json FROM cards WHERE id=?", (card.id,)).fetchone()
+        if row is not None:
+            card = _keep_local_facts(card, json.loads(row[1]))
         h = card.content_hash()
-        row = conn.execute("SELECT content_hash FROM cards WHERE id=?", (card.id,)).fetchone()
         if row is not None and row[0] == h:
             return "unchanged"
         ts = now_iso()
@@ -287,6 +289,15 @@ class CatalogStore:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)",
                              (str(path.resolve()), st.st_size, st.st_mtime_ns, sha256, autov2))
+
+
+def _keep_local_facts(card: AdapterCard, old: dict) -> AdapterCard:
+    """A re-import from a remote source keeps what a folder import learnt from the local file
+    (its path and the adapter type detected from its keys)."""
+    if card.local_path or not old.get("local_path"):
+        return card
+    return card.model_copy(update={"local_path": old["local_path"],
+                                   "adapter_type": old.get("adapter_type", card.adapter_type)})
 
 
 def _dump(model: Any) -> str:

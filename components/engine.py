@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from catalog.card import MAX_WEIGHT, MIN_WEIGHT
 from catalog.settings import Settings
-from catalog.store import CatalogStore
+from catalog.card import AdapterCard
+from catalog.store import CatalogStore, ImportReport
 
 from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, StylusError,
                     Topic, TopicAdapter, Variant)
@@ -128,9 +129,111 @@ class StylusEngine:
         self.validate_composition(comp)
         return comp
 
+    # ---- the catalog (curation tab) ------------------------------------------------
+    def catalog_stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    def card(self, card_id: str) -> AdapterCard:
+        card_id = (card_id or "").strip()
+        if not card_id:
+            raise StylusError("no adapter id given; pick a card from the list or type its id")
+        return self.store.get(card_id)
+
+    def search_cards(self, text: str = "", base_model: str = "", category: str = "",
+                     flags: list[str] | None = None, status: str = "all",
+                     limit: int = 200) -> list[AdapterCard]:
+        """Cards matching a name/tag/trigger/id substring and filters, most downloaded first.
+
+        ``flags`` from ``CARD_FLAGS``; ``status`` is "all", "active" or "blocked"."""
+        flags = list(flags or [])
+        bad = [f for f in flags if f not in CARD_FLAGS]
+        if bad or status not in CARD_STATUSES:
+            raise StylusError(f"filter {bad or status!r} is not known; flags: {', '.join(CARD_FLAGS)}; "
+                              f"status: {', '.join(CARD_STATUSES)}")
+        where, params = [], []
+        if base_model:
+            where.append("base_model=?")
+            params.append(base_model)
+        if status != "all":
+            where.append("blocked=?")
+            params.append(int(status == "blocked"))
+        needle = (text or "").strip().lower()
+        out = []
+        for card in self.store.iter_cards(" AND ".join(where), tuple(params), order="download_count DESC, id"):
+            if needle and needle not in _card_haystack(card):
+                continue
+            if category and card.effective_category() != category:
+                continue
+            if not all(_FLAG_TESTS[f](card) for f in flags):
+                continue
+            out.append(card)
+            if len(out) >= limit:
+                break
+        return out
+
+    def edit_card(self, card_id: str, editor: str = "web", **changes: Any) -> AdapterCard:
+        """Curator edits (fields of ``catalog.card.Curation``); the index follows on next use."""
+        card = self.store.edit(card_id, editor=editor, **changes)
+        self._refresh_index()
+        return card
+
+    def import_civitai_file(self, path: str) -> ImportReport:
+        from catalog.importers.civitai import import_civitai_file
+        report = import_civitai_file(self.store, path, progress=False)
+        self._refresh_index()
+        return report
+
+    def import_folder(self, folder: str) -> ImportReport:
+        """A server folder: only inside ``folder_import_roots``; with none set, only when not public."""
+        from catalog.importers.folder import import_folder
+        roots = self.settings.folder_import_roots
+        if not roots and self.settings.public:
+            raise StylusError("folder import is off on a public server; set STYLUS_FOLDER_IMPORT_ROOTS "
+                              "to the folders users may import from")
+        report = import_folder(self.store, folder, allow_pickle=self.settings.allow_pickle,
+                               roots=roots or None, progress=False)
+        self._refresh_index()
+        return report
+
+    def import_civitai_api(self, token: str = "", query: str = "", limit: int | None = 100,
+                           base_url: str = "https://civitai.com") -> ImportReport:
+        from catalog.importers.civitai_api import import_civitai_api
+        report = import_civitai_api(self.store, base_url=base_url, token=token or self.settings.civitai_token,
+                                    base_models=(self.settings.base_model_filter,), query=query or None,
+                                    limit=limit, progress=False)
+        self._refresh_index()
+        return report
+
+    def reindex(self) -> str:
+        """Bring the retrieval index up to date with the catalog; returns a summary line."""
+        return self._refresh_index(force=True) or "index is up to date"
+
+    def _refresh_index(self, force: bool = False) -> str:
+        if "retriever" not in self.__dict__ and not force:
+            return ""  # built lazily: it indexes the current catalog when first used
+        refresh = getattr(self.retriever, "refresh", None)
+        result = refresh() if callable(refresh) else None
+        return str(result) if result is not None else ""
+
     def _cards_for(self, comp: Composition | None):
         return self.store.get_many(comp.adapter_ids()) if comp else {}
 
     def status(self) -> dict[str, Any]:
         return {"settings": self.settings.public_dict(), "catalog": str(self.settings.catalog_dir),
                 "preview_model": not self.settings.model}
+
+
+CARD_FLAGS = ("nsfw", "character", "real person", "refined", "not loadable")
+CARD_STATUSES = ("all", "active", "blocked")
+_FLAG_TESTS = {
+    "nsfw": lambda c: c.effective_nsfw(),
+    "character": lambda c: c.is_character(),
+    "real person": lambda c: c.effective_real_person(),
+    "refined": lambda c: bool(c.refined.refiner),
+    "not loadable": lambda c: not c.is_loadable(),
+}
+
+
+def _card_haystack(card: AdapterCard) -> str:
+    return " ".join([card.id, card.name, card.creator, *card.effective_tags(),
+                     *card.effective_trigger_words()]).lower()

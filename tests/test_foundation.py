@@ -130,3 +130,11 @@ def test_cli_help_lists_subcommands():
     assert out.returncode == 0, out.stderr
     for cmd in ("catalog", "retrieve", "compose", "generate", "serve"):
         assert cmd in out.stdout
+
+
+def test_remote_reimport_keeps_local_file_facts(store):
+    store.upsert(make_card(5, local_path="/loras/a.safetensors", adapter_type="LoCon", source="folder"))
+    assert store.upsert(make_card(5)) == "updated"
+    card = store.get("civitai-5")
+    assert card.local_path == "/loras/a.safetensors" and card.adapter_type == "LoCon"
+    assert store.upsert(make_card(5)) == "unchanged"

@@ -12,12 +12,13 @@ MAX_TOPICS = 32
 
 @dataclass
 class ComposeOptions:
+    composer: str = "offline"  # offline | llm
     top_k: int = 3  # adapters per topic
     max_adapters: int = 3  # adapters per composition (the paper's images use a handful)
     max_styles: int = 2
     min_relative_score: float = 0.35  # drop adapters far below the best candidate's score
     # LLM composer
-    model: str = ""  # litellm model string; "" = offline only
+    llm_model: str = ""  # litellm model string, e.g. "openai/gpt-4o-mini"
     api_base: str = ""
     api_key: str = ""
     temperature: float = 0.0

@@ -23,7 +23,7 @@ ARTICLES = _words("a an the this that these those some any each every another ot
 PREPOSITIONS = _words(
     "in on at to with of from by for into onto over under near beside behind between through "
     "across along against around above below inside outside during upon within without via toward "
-    "towards past beneath atop underneath amongst among after before like")
+    "towards past beneath atop underneath amongst among after before like next")
 CONJUNCTIONS = _words("and or but while as so than then nor yet because if when where whereas though "
                       "although plus")
 PRONOUNS = _words("it it's they them he she him we us you i me theirs hers who whom whose which what "

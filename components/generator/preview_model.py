@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -22,12 +23,23 @@ FULL_RANDOM_IDS = ("random:sd15-full",)
 _MERGES = ["t h", "th e</w>", "a n", "i n", "o n", "e r", "r e", "a r"]
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-to-printable-character table."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
 def write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
     """A small CLIP BPE vocabulary (byte characters, their ``</w>`` forms, a few merges)."""
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
     folder.mkdir(parents=True, exist_ok=True)
-    chars = list(bytes_to_unicode().values())
+    chars = list(_bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars]
     for merge in _MERGES:
         tokens.append(merge.replace(" ", ""))
@@ -50,8 +62,8 @@ def build_preview_components(work_dir: Path) -> dict:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vocab_path, merges_path = write_tokenizer_files(work_dir / "tokenizer-src")
-    tokenizer = CLIPTokenizer(vocab_file=str(vocab_path), merges_file=str(merges_path),
-                              model_max_length=77)
+    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_path.parent), model_max_length=77,
+                                              local_files_only=True)
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(PREVIEW_SEED)
@@ -90,11 +102,11 @@ def ensure_preview_model(cache_dir: Path) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     pipe = StableDiffusionPipeline(**build_preview_components(tmp))
     pipe.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(tmp / "tokenizer-src")
     (tmp / "stylus-preview.json").write_text(json.dumps(
         {"version": PREVIEW_VERSION, "seed": PREVIEW_SEED,
          "note": "untrained random-weight preview model built by Stylus"}))
     if target.exists():
-        import shutil
         shutil.rmtree(target)
     tmp.rename(target)  # complete folders only: a crash mid-build leaves just the .tmp
     return target
@@ -107,8 +119,8 @@ def build_full_random_pipeline(dtype: torch.dtype):
 
     tok_dir = Path(__import__("tempfile").mkdtemp(prefix="stylus-tok-"))
     vocab_path, merges_path = write_tokenizer_files(tok_dir)
-    tokenizer = CLIPTokenizer(vocab_file=str(vocab_path), merges_file=str(merges_path),
-                              model_max_length=77)
+    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_path.parent), model_max_length=77,
+                                              local_files_only=True)
     torch.manual_seed(PREVIEW_SEED)
     unet = UNet2DConditionModel(  # the SD-1.5 UNet config (860M parameters)
         sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,

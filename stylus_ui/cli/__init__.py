@@ -20,7 +20,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stylus: retrieve, compose and apply LoRA adapters for Stable Diffusion.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"stylus_ui.cli.{name}")
+        try:
+            module = importlib.import_module(f"stylus_ui.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"stylus_ui.cli.{name}":
+                raise
+            continue  # that command's module has not landed (yet)
         module.register(sub)
     return parser
 

@@ -76,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(q)
     q.set_defaults(func=_edit)
 
+    from stylus_ui.cli import refine_cmd  # catalog refine (offline or --vlm)
+    refine_cmd.register(csub)
+
     try:
         from stylus_ui.cli import index_cmd
     except ImportError:
@@ -83,9 +86,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     index_cmd.register(csub)
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, seed: bool = True):
+    """The catalog; imports do not seed a new one with the starter cards (the user picks the source)."""
     from catalog.starter import open_catalog
-    return open_catalog(settings_from_args(args))
+    return open_catalog(settings_from_args(args), seed=seed)
 
 
 def _report(report) -> int:
@@ -101,14 +105,14 @@ def _report(report) -> int:
 
 def _import_civitai_file(args):
     from catalog.importers.civitai import import_civitai_file
-    with _open(args) as store:
+    with _open(args, seed=False) as store:
         return _report(import_civitai_file(store, args.path, progress=True))
 
 
 def _import_civitai_api(args):
     from catalog.importers.civitai_api import import_civitai_api
     settings = settings_from_args(args)
-    with _open(args) as store:
+    with _open(args, seed=False) as store:
         return _report(import_civitai_api(
             store, base_url=args.base_url, token=args.token or settings.civitai_token,
             base_models=tuple(args.base_model or ["SD 1.5"]), query=args.query, limit=args.limit,
@@ -118,15 +122,15 @@ def _import_civitai_api(args):
 def _import_folder(args):
     from catalog.importers.folder import import_folder
     settings = settings_from_args(args)
-    with _open(args) as store:
+    with _open(args, seed=False) as store:
         return _report(import_folder(store, args.dir, allow_pickle=args.allow_pickle or settings.allow_pickle,
-                                     progress=True))
+                                     roots=settings.folder_import_roots or None, progress=True))
 
 
 def _import_hf(args):
     from catalog.importers.hf import import_hf
     settings = settings_from_args(args)
-    with _open(args) as store:
+    with _open(args, seed=False) as store:
         return _report(import_hf(store, args.repo, token=settings.hf_token, progress=True))
 
 

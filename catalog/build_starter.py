@@ -1,0 +1,129 @@
+"""Build the starter catalog: facts of the most-downloaded SFW SD 1.5 adapters, no author text.
+
+Run through ``python -m catalog.starter build DUMP``. The dump is imported with the project's
+own Civitai importer into a temporary catalog; one card per model (its newest SD 1.5 version)
+is kept, stripped of author-written text (descriptions, example prompts), and given a
+description by the project's offline refiner when it exists, else a template from the facts.
+The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Curation, Refined
+from catalog.importers.civitai import import_civitai_file
+from catalog.store import CatalogStore
+
+FACT_EXTRA_KEYS = ("civitai_type", "created_at", "model_download_count", "version_index")
+TEMPLATE_REFINER = "template-1"
+_CATEGORY_TAGS = {c: c for c in CATEGORIES} | {"poses": "pose", "objects": "object", "buildings": "building",
+                                               "animals": "animal", "vehicles": "vehicle", "clothes": "clothing",
+                                               "tools": "tool", "plants": "plant", "actions": "action"}
+
+
+def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200) -> str:
+    """Write the starter file; returns a one-line summary."""
+    with tempfile.TemporaryDirectory(prefix="stylus-starter-") as tmp:
+        store = CatalogStore(tmp)
+        try:
+            import_civitai_file(store, dump_path, progress=False)
+            chosen = select_cards(store, n)
+        finally:
+            store.close()
+    refine = _offline_refiner()
+    cards = sorted((facts_only(card, refine) for card in chosen), key=lambda c: c.id)
+    write_cards(cards, Path(out_path))
+    size = Path(out_path).stat().st_size
+    return (f"wrote {len(cards)} starter cards to {out_path} ({size / 1e6:.2f} MB, "
+            f"descriptions by {cards[0].refined.refiner if cards else '-'})")
+
+
+def select_cards(store: CatalogStore, n: int) -> list[AdapterCard]:
+    """Newest SD 1.5 version of each SFW model, the ``n`` models with the most downloads."""
+    newest: dict[int, AdapterCard] = {}
+    for card in store.iter_cards("base_model='SD 1.5' AND nsfw=0 AND real_person=0 AND source='civitai'"):
+        if card.civitai_model_id is None or not card.files:
+            continue
+        have = newest.get(card.civitai_model_id)
+        if have is None or _age_key(card) > _age_key(have):
+            newest[card.civitai_model_id] = card
+    ranked = sorted(newest.values(), key=lambda c: (-int(c.extra.get("model_download_count") or 0),
+                                                    c.civitai_model_id))
+    return ranked[:n]
+
+
+def _age_key(card: AdapterCard) -> tuple[str, int]:
+    return str(card.extra.get("created_at") or ""), card.civitai_version_id or 0
+
+
+def facts_only(card: AdapterCard, refine: Callable[[AdapterCard], Refined] | None = None) -> AdapterCard:
+    """The card without author-written text, with a refined description of our own."""
+    data = card.model_dump(mode="json")
+    data.update(description_raw="", description_clean="",
+                notices=[n for n in card.notices if not n.startswith("civitai item")],
+                extra={k: card.extra[k] for k in FACT_EXTRA_KEYS if k in card.extra},
+                curation=Curation().model_dump(), refined=Refined().model_dump())
+    for ex in data["examples"]:
+        ex.update(prompt="", negative_prompt="")
+    stripped = AdapterCard.model_validate(data)
+    refined = refine(card) if refine else template_refined(stripped)
+    if isinstance(refined, AdapterCard):
+        refined = refined.refined
+    stripped.refined = refined.model_copy(update={"source_hash": stripped.content_hash()})
+    return stripped
+
+
+def template_refined(card: AdapterCard) -> Refined:
+    """A plain description from the facts: name, type, base model, tags, trigger words."""
+    category = next((_CATEGORY_TAGS[t] for t in card.tags if t in _CATEGORY_TAGS), "other")
+    text = f"{card.name}: a {card.adapter_type} adapter for {card.base_model}"
+    if category != "other":
+        text += f" ({category})"
+    tags = [t for t in card.tags if t not in _CATEGORY_TAGS][:8]
+    if tags:
+        text += f", tagged {', '.join(tags)}"
+    if card.trigger_words:
+        text += f"; trigger words: {', '.join(card.trigger_words[:6])}"
+    weights = [ex.lora_weight for ex in card.examples
+               if ex.lora_weight is not None and MIN_WEIGHT <= ex.lora_weight <= MAX_WEIGHT and ex.lora_weight != 0]
+    weight = round(statistics.median(weights), 2) if weights else None
+    return Refined(description=text + ".", category=category, keywords=tags,
+                   recommended_weight=weight, weight_source="example-median" if weights else "",
+                   refiner=TEMPLATE_REFINER)
+
+
+def _offline_refiner() -> Callable[[AdapterCard], Refined] | None:
+    """The project's offline refiner (components/refiner/offline.py) when it has landed.
+
+    Imported lazily: only this build tool uses it; the catalog package does not depend on it."""
+    try:
+        module = importlib.import_module("components.refiner.offline")
+    except ModuleNotFoundError:
+        return None
+    refine = getattr(module, "refine_card", None)
+    return refine if callable(refine) else None
+
+
+def write_cards(cards: list[AdapterCard], out_path: Path) -> None:
+    """Gzip JSONL, byte-for-byte reproducible, replaced atomically."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out_path.name, dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                       compresslevel=9, mtime=0) as gz:
+            for card in cards:
+                line = json.dumps(card.model_dump(mode="json", exclude_defaults=True),
+                                  sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                gz.write(line.encode("utf-8") + b"\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; this is a shipped file
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,224 @@
+"""The default composer: deterministic grounding of retrieved adapters in the prompt's topics.
+
+For every candidate it asks which prompt keywords the adapter's own purpose (name, trigger
+words, refined keywords, tags) or the retriever's matched evidence cover, then applies the
+paper's rules: no adapter without a keyword of the prompt, none broader than its topic, characters
+only when the prompt names them, at most ``max_styles`` styles, at most ``top_k`` per topic and
+``max_adapters`` in all. Every decision is kept in ``Composition.scores`` so the UI can show why.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from catalog.card import AdapterCard
+from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
+from components.composer.segment import STOPWORDS, Segment, normalize_phrase, segment
+from components.types import Candidate, Composition, Topic, TopicAdapter
+
+# words in adapter names that say nothing about what the adapter draws
+NOISE = frozenset(
+    "lora locon loha lycoris lyco dora model concept version ver sd sd1 sd15 v1 v2 v3 v4 v5 final "
+    "test beta alpha edition pack helper tweaker slider xl 1.5 epoch training trained by for".split())
+# words so broad that matching only them is no grounding ("general food" for "hot dog")
+GENERIC = frozenset(
+    "general various generic multiple universal food animal clothing clothes outfit object thing "
+    "concept style art character person people background scene item accessory vehicle building "
+    "plant creature detail quality photo image picture illustration".split())
+STRONG, EVIDENCE = 1.0, 0.6  # weight of a match by the adapter's own words vs retriever evidence
+
+
+@dataclass
+class Profile:
+    """What an adapter is about, as normalized words."""
+    own: frozenset[str]  # name, trigger words, refined keywords, tags
+    name: frozenset[str]  # distinctive name words (noise removed)
+    triggers: tuple[str, ...]
+    is_character: bool
+    is_style: bool
+
+
+@dataclass
+class Judgement:
+    candidate: Candidate
+    profile: Profile
+    matched: dict[int, float] = field(default_factory=dict)  # segment index -> strength 0..1
+    score: float = 0.0
+    decision: str = "rejected"
+    reason: str = ""
+
+
+def _words(texts: list[str]) -> frozenset[str]:
+    out: set[str] = set()
+    for t in texts:
+        out.update(normalize_phrase(t))
+    return frozenset(out)
+
+
+def profile(card: AdapterCard) -> Profile:
+    name_words = _words([card.name]) - NOISE
+    name_words = frozenset(w for w in name_words if not re.fullmatch(r"v?\d+(\.\d+)*", w))
+    own = name_words | _words(card.effective_trigger_words() + card.refined.keywords
+                              + card.effective_tags())
+    category = card.effective_category()
+    is_style = category == "style" or "style" in normalize_phrase(card.name)
+    return Profile(own=frozenset(own - NOISE), name=name_words,
+                   triggers=tuple(t.lower() for t in card.effective_trigger_words() if t.strip()),
+                   is_character=card.is_character(), is_style=is_style)
+
+
+def names_in_prompt(card: AdapterCard, prof: Profile, prompt_low: str, prompt_words: set[str]) -> bool:
+    """A character is named when a trigger phrase or a distinctive name word is in the prompt."""
+    for trig in prof.triggers:
+        if len(trig) >= 3 and re.search(r"(?<!\w)" + re.escape(trig) + r"(?!\w)", prompt_low):
+            return True
+    distinctive = {w for w in prof.name if len(w) >= 3 and w not in GENERIC
+                   and w not in {"girl", "boy", "woman", "man", "cute", "anime"}}
+    return bool(distinctive & prompt_words)
+
+
+def _match(j: Judgement, segments: list[Segment]) -> None:
+    evidence = _words([t for terms in j.candidate.evidence.values() for t in terms])
+    for i, seg in enumerate(segments):
+        words = set(seg.words)
+        strong = words & j.profile.own
+        weak = (words & evidence) - strong
+        if not strong and not weak:
+            continue
+        head_bonus = 1.0 if seg.head in (strong | weak) else 0.5
+        cover = (STRONG * len(strong) + EVIDENCE * len(weak)) / len(words)
+        j.matched[i] = min(1.0, cover) * head_bonus
+
+
+def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words: set[str],
+           best: float, options: ComposeOptions) -> None:
+    card = j.candidate.card
+    if card.blocked:
+        j.reason = "blocked by a curator"
+        return
+    _match(j, segments)
+    if not j.matched:
+        j.reason = "none of its words is a keyword of the prompt: it would add a foreign concept"
+        return
+    if j.profile.is_character and not names_in_prompt(card, j.profile, prompt_low, prompt_words):
+        j.reason = "character adapter, but the prompt does not name the character"
+        return
+    i = max(j.matched, key=lambda k: j.matched[k])
+    seg = segments[i]
+    own_hits = set(seg.words) & j.profile.own
+    if seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
+            and not (j.profile.name & set(seg.words)):
+        j.reason = f"broader than {seg.text!r}: it is about {' '.join(sorted(j.profile.name))}"
+        return
+    foreign = j.profile.name - prompt_words - GENERIC
+    if j.profile.name and len(foreign) >= 2 and len(foreign) > len(j.profile.name & prompt_words) \
+            and not j.candidate.evidence:
+        j.reason = f"narrower than {seg.text!r} in a foreign way: adds {', '.join(sorted(foreign))}"
+        return
+    relative = j.candidate.score / best if best > 0 else 0.0
+    j.score = round(relative * (0.4 + 0.6 * j.matched[i]), 4)
+    if j.score < options.min_relative_score:
+        j.reason = f"score {j.score:.2f} below {options.min_relative_score:.2f} of the best candidate"
+        return
+    j.decision = "eligible"
+
+
+def _reason(j: Judgement, seg_text: str) -> str:
+    hits = sorted(set(normalize_phrase(seg_text)) & j.profile.own)
+    via = f"its name/tags cover {', '.join(hits)}" if hits else "retrieval evidence matches it"
+    return f"fits {seg_text!r}: {via} (score {j.score:.2f})"
+
+
+class OfflineComposer:
+    name = "offline"
+
+    def compose(self, prompt: str, candidates: list[Candidate], options: ComposeOptions) -> Composition:
+        t0 = time.perf_counter()
+        options.validate()
+        notices: list[str] = []
+        if len(prompt) > MAX_PROMPT_CHARS:
+            notices.append(f"prompt has {len(prompt)} characters; composed its first {MAX_PROMPT_CHARS}")
+            prompt = prompt[:MAX_PROMPT_CHARS]
+        segments = segment(prompt)
+        if len(segments) > MAX_TOPICS:
+            notices.append(f"prompt has {len(segments)} keyword topics; kept the first {MAX_TOPICS}")
+            segments = segments[:MAX_TOPICS]
+        if not segments:
+            notices.append("the prompt has no keywords besides quality boilerplate; nothing to compose")
+        if not candidates:
+            notices.append("no candidate adapters were retrieved")
+        prompt_low = prompt.lower()
+        prompt_words = set(normalize_phrase(prompt)) | {w for w in re.findall(r"[^\W_]+", prompt_low)
+                                                        if w not in STOPWORDS}
+        best = max((c.score for c in candidates), default=0.0)
+        judgements: list[Judgement] = []
+        seen: set[str] = set()
+        for cand in candidates:
+            if cand.id in seen:
+                continue
+            seen.add(cand.id)
+            j = Judgement(cand, profile(cand.card))
+            if segments:
+                _judge(j, segments, prompt_low, prompt_words, best, options)
+            else:
+                j.reason = "the prompt has no keywords"
+            judgements.append(j)
+        topics, unassigned = _assign(judgements, segments, options)
+        scores = {"candidates": [
+            {"id": j.candidate.id, "name": j.candidate.card.name, "retrieval": round(j.candidate.score, 4),
+             "match": {segments[i].text: round(s, 3) for i, s in j.matched.items()},
+             "score": j.score, "decision": j.decision, "reason": j.reason} for j in judgements]}
+        return Composition(prompt=prompt, topics=topics, unassigned=unassigned, composer=self.name,
+                           seconds=time.perf_counter() - t0, notices=notices, scores=scores)
+
+
+def _assign(judgements: list[Judgement], segments: list[Segment],
+            options: ComposeOptions) -> tuple[list[Topic], list[str]]:
+    """Pick eligible adapters best first under the caps; merge the keywords an adapter spans."""
+    eligible = sorted((j for j in judgements if j.decision == "eligible"), key=lambda j: -j.score)
+    group = list(range(len(segments)))  # segment -> topic representative (union of spanned keywords)
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    chosen: list[tuple[Judgement, int]] = []
+    per_topic: dict[int, int] = {}
+    styles = 0
+    for j in eligible:
+        if len(chosen) >= options.max_adapters:
+            j.decision, j.reason = "not chosen", f"composition already has {options.max_adapters} adapters"
+            continue
+        if j.profile.is_style and styles >= options.max_styles:
+            j.decision, j.reason = "not chosen", f"already {options.max_styles} style adapters"
+            continue
+        strong = [i for i, s in j.matched.items() if s >= 0.5]
+        home = root(max(j.matched, key=lambda k: j.matched[k]))
+        if per_topic.get(home, 0) >= options.top_k:
+            j.decision, j.reason = "not chosen", f"topic {segments[home].text!r} already has {options.top_k}"
+            continue
+        for i in strong:  # an adapter that spans several keywords merges them into one topic
+            r = root(i)
+            if r != home and per_topic.get(r, 0) + per_topic.get(home, 0) < options.top_k:
+                per_topic[home] = per_topic.get(home, 0) + per_topic.pop(r, 0)
+                group[r] = home
+        per_topic[home] = per_topic.get(home, 0) + 1
+        styles += j.profile.is_style
+        j.decision = "chosen"
+        chosen.append((j, home))
+    topics: dict[int, Topic] = {}
+    for i, seg in enumerate(segments):
+        r = root(i)
+        topics.setdefault(r, Topic(keywords=[])).keywords.append(seg.text)
+    for j, home in chosen:
+        r = root(home)
+        card = j.candidate.card
+        j.reason = _reason(j, " ".join(topics[r].keywords))
+        topics[r].adapters.append(TopicAdapter(
+            card_id=card.id, name=card.name, weight=card.effective_weight(), reason=j.reason,
+            score=j.score, civitai_model_id=card.civitai_model_id, lora_name=card.lora_name))
+    with_adapters = [t for t in topics.values() if t.adapters]
+    unassigned = [k for t in topics.values() if not t.adapters for k in t.keywords]
+    return with_adapters, unassigned

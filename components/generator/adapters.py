@@ -1,0 +1,212 @@
+"""Cards -> adapter files -> LoRA layers on the pipeline (bounded LRU, problems as notices).
+
+Resolution order for a card: its ``local_path``, the adapter cache
+(``cache_dir/loras/<SHA256 or id>.safetensors``), a download (real models only), and with the
+preview model a deterministic stand-in. A card that cannot be served is skipped with a notice;
+the request goes on without it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from catalog.card import AdapterCard, slug
+from catalog.settings import Settings
+
+from .downloads import DownloadError, DownloadPolicy, download
+from .lorafile import AdapterFileError, file_sha256, read_lora_file
+from .standin import ensure_standin
+
+# Known cosmetic messages (ENVIRONMENT.md): every extra adapter triggers them; weights are right.
+_NOISE = ("Already found a `peft_config` attribute", "Already found a peft_config attribute",
+          "LOAD REPORT", "No LoRA keys associated to CLIPTextModel")
+
+
+@dataclass
+class AdapterSource:
+    card_id: str
+    path: Path
+    origin: str  # local | cache | download | stand-in
+    autov2: str = ""
+
+    @property
+    def stand_in(self) -> bool:
+        return self.origin == "stand-in"
+
+
+def cache_path(settings: Settings, card: AdapterCard) -> Path:
+    f = card.primary_file
+    key = f.sha256 if f is not None and f.sha256 else slug(card.id, 120)
+    return Path(settings.cache_dir) / "loras" / f"{key}.safetensors"
+
+
+def download_url(card: AdapterCard) -> str | None:
+    f = card.primary_file
+    if f is not None and f.download_url:
+        return f.download_url
+    if card.hf_repo and f is not None:
+        return f"https://huggingface.co/{card.hf_repo}/resolve/main/{f.name}"
+    return None
+
+
+def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str]) -> AdapterSource | None:
+    """A real file for the card (local, cached or downloaded), or None with a notice why not."""
+    f = card.primary_file
+    if card.local_path and Path(card.local_path).is_file():
+        return AdapterSource(card.id, Path(card.local_path), "local", (f.autov2 if f else "") or "")
+    cached = cache_path(settings, card)
+    if cached.is_file():
+        return AdapterSource(card.id, cached, "cache", (f.autov2 if f else "") or "")
+    url = download_url(card)
+    if not url:
+        notices.append(f"{card.name} ({card.id}): no local file and no download URL; skipped")
+        return None
+    policy = DownloadPolicy(hosts=list(settings.download_hosts), max_mb=settings.download_max_mb,
+                            civitai_token=settings.civitai_token, hf_token=settings.hf_token)
+    try:
+        download(url, cached, policy, sha256=f.sha256 if f else None)
+    except DownloadError as exc:
+        notices.append(f"{card.name} ({card.id}): {_redact(str(exc), settings)}; skipped")
+        return None
+    if f is None or not f.sha256:
+        notices.append(f"{card.name} ({card.id}): downloaded without a SHA256 on the card; not verified")
+    return AdapterSource(card.id, cached, "download", (f.autov2 if f else "") or "")
+
+
+def _redact(text: str, settings: Settings) -> str:
+    for secret in settings.secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def adapter_name(card_id: str) -> str:
+    """peft adapter names may not contain dots or slashes."""
+    return "a_" + re.sub(r"[^A-Za-z0-9_]", "_", card_id)[:80]
+
+
+@contextmanager
+def captured_load_messages(sink: list[str]) -> Iterator[None]:
+    """Collect diffusers/peft/transformers warnings raised while loading one adapter."""
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sink.append(record.getMessage())
+
+    handler = _Handler(level=logging.WARNING)
+    loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        sink.extend(str(w.message) for w in caught)
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+
+
+def _relevant(messages: list[str]) -> list[str]:
+    keep = []
+    for m in messages:
+        if any(n in m for n in _NOISE):
+            continue
+        if re.search(r"unexpected|missing|not found|could not|incompatible|unsupported", m, re.I):
+            keep.append(" ".join(m.split())[:300])
+    return keep
+
+
+class AdapterManager:
+    """LoRAs loaded on one set of weights, at most ``capacity``, least recently used evicted."""
+
+    def __init__(self, pipe, settings: Settings, preview: bool):
+        self.pipe = pipe
+        self.settings = settings
+        self.preview = preview
+        self.capacity = max(1, settings.lora_cache_size)
+        self.loaded: OrderedDict[str, AdapterSource] = OrderedDict()  # adapter name -> source
+        self.timings: dict[str, float] = {}
+
+    def ensure(self, cards: list[AdapterCard], notices: list[str]) -> dict[str, AdapterSource]:
+        """Load what is missing; return card id -> source for the cards that are usable."""
+        self.timings = {"load_cold": 0.0, "load_warm": 0.0, "resolve": 0.0}
+        ready: dict[str, AdapterSource] = {}
+        if len(cards) > self.capacity:
+            notices.append(f"{len(cards)} adapters requested but lora_cache_size is "
+                           f"{self.capacity}; only the first {self.capacity} are used")
+            cards = cards[: self.capacity]
+        keep = {adapter_name(c.id) for c in cards}
+        for card in cards:
+            t0 = time.perf_counter()
+            name = adapter_name(card.id)
+            if name in self.loaded:
+                self.loaded.move_to_end(name)
+                ready[card.id] = self.loaded[name]
+                self.timings["load_warm"] += time.perf_counter() - t0
+                continue
+            source = self._load(card, name, keep, notices)
+            self.timings["load_cold"] += time.perf_counter() - t0
+            if source is not None:
+                ready[card.id] = source
+        return ready
+
+    def _load(self, card: AdapterCard, name: str, keep: set[str], notices: list[str]) -> AdapterSource | None:
+        width = self.pipe.unet.config.cross_attention_dim
+        source = fetch_card_file(self.settings, card, notices if not self.preview else [])
+        lora = None
+        if source is not None:
+            try:
+                lora = read_lora_file(source.path, allow_pickle=self.settings.allow_pickle,
+                                      cross_attention_dim=width)
+            except AdapterFileError as exc:
+                notices.append(f"{card.name} ({card.id}): {exc}; skipped")
+                source = None
+        if source is None and self.preview:
+            path = ensure_standin(self.pipe, self.settings.cache_dir, card.id)
+            source = AdapterSource(card.id, path, "stand-in", file_sha256(path)[:10])
+            lora = read_lora_file(path, allow_pickle=False, cross_attention_dim=width)
+            notices.append(f"{card.name} ({card.id}): using a generated stand-in LoRA for the "
+                           f"preview model (the real file is not used with the preview model)")
+        if source is None or lora is None:
+            return None
+        self._make_room(keep)
+        messages: list[str] = []
+        try:
+            with captured_load_messages(messages):
+                if lora.state_dict is not None:  # an allowed pickle, already read
+                    self.pipe.load_lora_weights(lora.state_dict, adapter_name=name)
+                else:  # from the file, so safetensors metadata (peft alpha) is honoured
+                    self.pipe.load_lora_weights(str(source.path.parent), weight_name=source.path.name,
+                                                adapter_name=name, local_files_only=True)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            notices.append(f"{card.name} ({card.id}): {source.path.name} could not be loaded "
+                           f"({type(exc).__name__}: {str(exc)[:200]}); skipped")
+            self._forget(name)
+            return None
+        for message in _relevant(messages):
+            notices.append(f"{card.name} ({card.id}): loader reported: {message}")
+        if not source.autov2:
+            source.autov2 = file_sha256(source.path)[:10]
+        self.loaded[name] = source
+        return source
+
+    def _make_room(self, keep: set[str]) -> None:
+        while len(self.loaded) >= self.capacity:
+            victim = next((n for n in self.loaded if n not in keep), None)
+            if victim is None:
+                return
+            self.pipe.delete_adapters(victim)
+            del self.loaded[victim]
+
+    def _forget(self, name: str) -> None:
+        """Remove a half-loaded adapter after a failure so it cannot be activated."""
+        present = set(self.pipe.get_list_adapters().get("unet", [])) | set(
+            self.pipe.get_list_adapters().get("text_encoder", []))
+        if name in present:
+            self.pipe.delete_adapters(name)

@@ -1,0 +1,91 @@
+"""Every check on a generation request in one place, before any work is done.
+
+Each message names the bad value and what is allowed (the diffusers ``check_inputs`` style).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from components.types import GenerationRequest, StylusError, Variant
+
+MODES = ("txt2img", "img2img", "inpaint")
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_STEPS, MAX_IMAGES = 150, 16
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
+
+
+def to_image(value: Any, what: str) -> Image.Image:
+    """A PIL image from a PIL image, numpy array, path or bytes; anything else is refused."""
+    if isinstance(value, Image.Image):
+        return value
+    try:
+        if isinstance(value, (str, Path)):
+            with Image.open(value) as im:
+                im.load()
+                return im.copy()
+        if isinstance(value, (bytes, bytearray)):
+            with Image.open(io.BytesIO(value)) as im:
+                im.load()
+                return im.copy()
+        if hasattr(value, "__array_interface__"):
+            return Image.fromarray(value)
+    except (UnidentifiedImageError, OSError, TypeError, ValueError) as exc:
+        raise StylusError(f"{what} is not an image that can be read ({exc}); upload a PNG, JPEG "
+                          f"or WebP file") from exc
+    raise StylusError(f"{what} must be an image, got {type(value).__name__}")
+
+
+def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
+                 cards: dict[str, Any]) -> GenerationRequest:
+    """Validate ``request``; return it with images converted (init RGB, mask L)."""
+    r = request
+    if not isinstance(r.prompt, str):
+        raise StylusError(f"prompt must be text, got {type(r.prompt).__name__}")
+    if r.mode not in MODES:
+        raise StylusError(f"mode {r.mode!r} is not known; use one of {', '.join(MODES)}")
+    for name, value in (("width", r.width), ("height", r.height)):
+        if not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
+            raise StylusError(f"{name} {value!r} is not allowed; use a multiple of 8 between "
+                              f"{MIN_SIDE} and {MAX_SIDE}")
+    if not isinstance(r.steps, int) or not 1 <= r.steps <= MAX_STEPS:
+        raise StylusError(f"steps {r.steps!r} is not allowed; use 1 to {MAX_STEPS}")
+    if not MIN_GUIDANCE <= float(r.guidance) <= MAX_GUIDANCE:
+        raise StylusError(f"guidance {r.guidance!r} is not allowed; use {MIN_GUIDANCE} to {MAX_GUIDANCE}")
+    if not isinstance(r.num_images, int) or not 1 <= r.num_images <= MAX_IMAGES:
+        raise StylusError(f"num_images {r.num_images!r} is not allowed; use 1 to {MAX_IMAGES}")
+    if not isinstance(r.seed, int) or not 0 <= r.seed < 2**63 - MAX_IMAGES:
+        raise StylusError(f"seed {r.seed!r} is not allowed; use an integer from 0 to 2**63-17")
+    if r.mode != "txt2img":
+        _check_images(r)
+    _check_variants(variants, cards)
+    return r
+
+
+def _check_images(r: GenerationRequest) -> None:
+    if not 0.0 < float(r.strength) <= 1.0:
+        raise StylusError(f"strength {r.strength!r} is not allowed; use a value in (0, 1]")
+    if r.init_image is None:
+        raise StylusError(f"mode {r.mode} needs an init image; upload one")
+    r.init_image = to_image(r.init_image, "init image").convert("RGB")
+    if r.mode == "inpaint":
+        if r.mask_image is None:
+            raise StylusError("mode inpaint needs a mask image (white = repaint); draw or upload one")
+        r.mask_image = to_image(r.mask_image, "mask image").convert("L")
+        if r.mask_image.size != r.init_image.size:
+            raise StylusError(f"mask size {r.mask_image.size[0]}x{r.mask_image.size[1]} differs from "
+                              f"image size {r.init_image.size[0]}x{r.init_image.size[1]}; they must match")
+
+
+def _check_variants(variants: list[Variant] | None, cards: dict[str, Any]) -> None:
+    for v in variants or []:
+        for card_id, weight in v.weights.items():
+            if card_id not in cards:
+                known = ", ".join(sorted(cards)[:10]) or "none"
+                raise StylusError(f"variant {v.index}: adapter id {card_id!r} is not in the catalog "
+                                  f"(known here: {known})")
+            if not -2.0 <= float(weight) <= 2.0:
+                raise StylusError(f"variant {v.index}: weight {weight} of {card_id!r} is outside [-2, 2]")

@@ -1,0 +1,125 @@
+"""Fetch an adapter file into the cache: allowed hosts only, size cap, resume, SHA256 check.
+
+https only; plain http is accepted for loopback hosts that are on the allow-list (a local
+mirror, and the tests' local server). Each redirect hop is checked against the allow-list, and
+tokens are sent only to the host they belong to. Bytes go to ``<name>.part`` (kept for a later
+resume with ``Range`` when the connection drops) and are renamed into place only when complete
+and verified; a hash mismatch deletes the file.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_MAX_REDIRECTS = 5
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched or verified; the message says which URL and why."""
+
+
+@dataclass
+class DownloadPolicy:
+    hosts: list[str]
+    max_mb: int
+    civitai_token: str = ""
+    hf_token: str = ""
+    timeout: float = 30.0
+
+
+def host_allowed(url: str, hosts: list[str]) -> str:
+    """Return the host if ``url`` may be fetched, else raise naming the host and the allow-list."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK):
+        raise DownloadError(f"{url}: only https downloads are allowed (got {parts.scheme or 'no'} scheme)")
+    allowed = [h.lower() for h in hosts]
+    if not any(host == h or host.endswith("." + h) for h in allowed):
+        raise DownloadError(f"{url}: host {host!r} is not in the download allow-list "
+                            f"({', '.join(allowed) or 'empty'}; setting STYLUS_DOWNLOAD_HOSTS)")
+    return host
+
+
+def _auth_headers(host: str, policy: DownloadPolicy) -> dict[str, str]:
+    if policy.civitai_token and (host == "civitai.com" or host.endswith(".civitai.com")):
+        return {"Authorization": f"Bearer {policy.civitai_token}"}
+    if policy.hf_token and (host == "huggingface.co" or host.endswith(".huggingface.co")):
+        return {"Authorization": f"Bearer {policy.hf_token}"}
+    return {}
+
+
+def download(url: str, dest: Path, policy: DownloadPolicy, sha256: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``); verify ``sha256`` when given."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    limit = policy.max_mb * 1024 * 1024
+    with httpx.Client(timeout=policy.timeout, follow_redirects=False) as client:
+        _fetch(client, url, part, policy, limit)
+    if sha256:
+        actual = _sha256(part)
+        if actual != sha256.upper():
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: SHA256 mismatch (expected {sha256.upper()[:16]}..., got "
+                                f"{actual[:16]}...); the file was deleted")
+    part.replace(dest)
+    return dest
+
+
+def _fetch(client: httpx.Client, url: str, part: Path, policy: DownloadPolicy, limit: int) -> None:
+    for _ in range(_MAX_REDIRECTS + 1):
+        host = host_allowed(url, policy.hosts)
+        have = part.stat().st_size if part.exists() else 0
+        headers = _auth_headers(host, policy)
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        try:
+            with client.stream("GET", url, headers=headers) as resp:
+                if resp.is_redirect:
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                if resp.status_code == 416 and have:  # the part file is already complete
+                    return
+                if resp.status_code not in (200, 206):
+                    raise DownloadError(f"{url}: HTTP {resp.status_code}")
+                append = resp.status_code == 206 and have > 0
+                _write_body(resp, part, append, limit, url)
+                return
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"{url}: download failed ({type(exc).__name__}: {exc}); "
+                                f"{part.stat().st_size if part.exists() else 0} bytes kept for a "
+                                f"resume") from exc
+    raise DownloadError(f"{url}: more than {_MAX_REDIRECTS} redirects")
+
+
+def _write_body(resp: httpx.Response, part: Path, append: bool, limit: int, url: str) -> None:
+    start = part.stat().st_size if append else 0
+    total = resp.headers.get("content-length")
+    if total is not None and start + int(total) > limit:
+        raise DownloadError(f"{url}: file is {(start + int(total)) / 2**20:.0f} MB, above the "
+                            f"{limit // 2**20} MB cap (setting STYLUS_DOWNLOAD_MAX_MB)")
+    written = start
+    with open(part, "ab" if append else "wb") as fh:
+        for chunk in resp.iter_bytes(1 << 16):
+            written += len(chunk)
+            if written > limit:
+                fh.close()
+                part.unlink(missing_ok=True)
+                raise DownloadError(f"{url}: more than the {limit // 2**20} MB cap "
+                                    f"(setting STYLUS_DOWNLOAD_MAX_MB); download stopped")
+            fh.write(chunk)
+    if total is not None and written - start < int(total):
+        raise DownloadError(f"{url}: connection closed after {written} bytes; kept for a resume")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest().upper()

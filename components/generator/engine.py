@@ -1,0 +1,196 @@
+"""``Generator(settings).generate(request, variants, cards, progress) -> GenerationResult``.
+
+1. check every input (``checks.check_inputs``); 2. load the pipelines once (lazily);
+3. load the adapters the variants use (LRU on the pipeline); 4. group images whose variants share
+the same weights into one batched call, each image with its own seed (``seed + i``) so it can be
+reproduced; 5. run each group inside ``active_adapters`` (base restored afterwards), plus a baseline
+image without adapters at ``seed``; 6. attach A1111 ``parameters`` text to every image.
+Generation is serialised per Generator (one lock per set of pipelines).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from catalog.card import AdapterCard
+from catalog.settings import Settings
+from components.types import (GeneratedImage, GenerationRequest, GenerationResult,
+                              Variant)
+
+from .adapters import AdapterManager, AdapterSource, adapter_name
+from .apply import active_adapters
+from .checks import check_inputs
+from .metadata import format_parameters, lora_tags
+from .pipeline import Pipelines, load_pipelines
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Job:
+    index: int  # image index; -1 for the baseline
+    seed: int
+    prompt: str
+    variant: Variant | None
+    weights: dict[str, float] = field(default_factory=dict)  # card id -> weight actually applied
+
+
+class Generator:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pipes: Pipelines | None = None
+        self._managers: dict[int, AdapterManager] = {}
+
+    # ---- lazily loaded weights ---------------------------------------------------------
+    def pipelines(self) -> Pipelines:
+        if self._pipes is None:
+            if self.settings.torch_threads:
+                torch.set_num_threads(self.settings.torch_threads)
+            self._pipes = load_pipelines(self.settings)
+        return self._pipes
+
+    def _manager(self, pipe) -> AdapterManager:
+        key = id(pipe.unet)  # txt2img/img2img/legacy inpaint share one unet, hence one manager
+        if key not in self._managers:
+            self._managers[key] = AdapterManager(pipe, self.settings, self.pipelines().preview)
+        return self._managers[key]
+
+    # ---- the public call -----------------------------------------------------------------
+    def generate(self, request: GenerationRequest, variants: list[Variant] | None = None,
+                 cards: dict[str, AdapterCard] | None = None,
+                 progress: Progress | None = None) -> GenerationResult:
+        cards = dict(cards or {})
+        notices: list[str] = []
+        if variants is None and request.composition is not None:
+            variants = self._variants_from(request, notices)
+        check_inputs(request, variants, cards)
+        with self._lock:
+            return self._run(request, variants or [], cards, progress, notices)
+
+    def _variants_from(self, request: GenerationRequest, notices: list[str]) -> list[Variant]:
+        comp = request.composition
+        try:
+            from components.masks import sample_variants
+        except ImportError:
+            notices.append("masks module not available: every image uses all adapters")
+            weights = {a.card_id: a.weight for t in comp.topics for a in t.adapters}
+            return [Variant(index=0, weights=weights, prompt=comp.prompt or request.prompt)]
+        return sample_variants(comp, n=request.num_images, strategy=request.mask_strategy,
+                               seed=request.seed, base_weight=self.settings.base_weight,
+                               debias=request.debias)
+
+    def _run(self, request: GenerationRequest, variants: list[Variant], cards: dict[str, AdapterCard],
+             progress: Progress | None, notices: list[str]) -> GenerationResult:
+        t_start = time.perf_counter()
+        cold = self._pipes is None
+        pipes = self.pipelines()
+        timings = {"model_load_cold" if cold else "model_load_warm":
+                   pipes.load_seconds if cold else 0.0}
+        notices = list(pipes.notices) + notices
+        pipe = {"txt2img": pipes.txt2img, "img2img": pipes.img2img, "inpaint": pipes.inpaint}[request.mode]
+        manager = self._manager(pipe)
+        used = list(OrderedDict.fromkeys(c for v in variants for c, w in v.weights.items() if w))
+        sources = manager.ensure([cards[c] for c in used], notices)
+        timings["adapter_load_cold"] = manager.timings.get("load_cold", 0.0)
+        timings["adapter_load_warm"] = manager.timings.get("load_warm", 0.0)
+        jobs = self._plan(request, variants, sources)
+        images, baseline = self._denoise(pipe, pipes, request, jobs, sources, cards, progress, timings)
+        timings["total"] = time.perf_counter() - t_start
+        return GenerationResult(images=images, baseline=baseline, timings=timings, notices=notices,
+                                model=pipes.label, preview_model=pipes.preview)
+
+    def _plan(self, request: GenerationRequest, variants: list[Variant],
+              sources: dict[str, AdapterSource]) -> list[_Job]:
+        jobs = []
+        for i in range(request.num_images):
+            v = variants[i % len(variants)] if variants else None
+            weights = {c: float(w) for c, w in (v.weights.items() if v else ()) if w and c in sources}
+            jobs.append(_Job(i, request.seed + i, v.prompt if v and v.prompt else request.prompt, v, weights))
+        if request.include_baseline:
+            jobs.append(_Job(-1, request.seed, request.prompt, None, {}))
+        return jobs
+
+    # ---- denoising ---------------------------------------------------------------------
+    def _denoise(self, pipe, pipes: Pipelines, request: GenerationRequest, jobs: list[_Job],
+                 sources, cards, progress: Progress | None, timings: dict[str, float]):
+        groups: OrderedDict[tuple, list[_Job]] = OrderedDict()
+        for job in jobs:  # same weights -> one batched call
+            groups.setdefault(tuple(sorted(job.weights.items())), []).append(job)
+        steps = _effective_steps(request)
+        total, done = steps * len(groups), [0]
+
+        def on_step(_pipe, _step, _timestep, kwargs):
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total)
+            return kwargs
+
+        timings.update(switch=0.0, denoise=0.0)
+        by_index: dict[int, GeneratedImage] = {}
+        base_kwargs = _mode_kwargs(request)
+        for key, group in groups.items():
+            t0 = time.perf_counter()
+            with active_adapters(pipe, {adapter_name(c): w for c, w in key}):
+                t1 = time.perf_counter()
+                out = pipe(prompt=[j.prompt for j in group],
+                           negative_prompt=[request.negative_prompt] * len(group),
+                           generator=[torch.Generator("cpu").manual_seed(j.seed) for j in group],
+                           num_inference_steps=request.steps, guidance_scale=request.guidance,
+                           callback_on_step_end=on_step, output_type="pil", **base_kwargs)
+                t2 = time.perf_counter()
+            timings["switch"] += (t1 - t0) + (time.perf_counter() - t2)
+            timings["denoise"] += t2 - t1
+            for job, image in zip(group, out.images):
+                params = _parameters(request, pipes, job, sources, cards)
+                by_index[job.index] = GeneratedImage(image=image, seed=job.seed, variant=job.variant,
+                                                     parameters=params)
+        baseline = by_index.pop(-1, None)
+        return [by_index[i] for i in sorted(by_index)], baseline
+
+
+def _effective_steps(request: GenerationRequest) -> int:
+    """Steps the scheduler actually runs: img2img/inpaint skip the first (1 - strength) part."""
+    if request.mode == "txt2img":
+        return request.steps
+    return max(1, min(int(request.steps * request.strength), request.steps))
+
+
+def _mode_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    size = (request.width, request.height)
+    if request.mode == "txt2img":
+        return {"width": request.width, "height": request.height}
+    image = request.init_image if request.init_image.size == size else request.init_image.resize(size)
+    kwargs: dict[str, Any] = {"image": image, "strength": float(request.strength)}
+    if request.mode == "inpaint":
+        mask = request.mask_image if request.mask_image.size == size else request.mask_image.resize(size)
+        kwargs.update(mask_image=mask, width=request.width, height=request.height)
+    return kwargs
+
+
+def _parameters(request: GenerationRequest, pipes: Pipelines, job: _Job,
+                sources: dict[str, AdapterSource], cards: dict[str, AdapterCard]) -> str:
+    names = {c: cards[c].lora_name for c in job.weights}
+    prompt = job.prompt
+    if job.weights:
+        prompt = f"{prompt} {lora_tags({names[c]: w for c, w in job.weights.items()})}"
+    values: dict[str, object] = {
+        "Steps": request.steps, "Sampler": pipes.sampler, "CFG scale": request.guidance,
+        "Seed": job.seed, "Size": f"{request.width}x{request.height}", "Model": pipes.label}
+    if request.mode != "txt2img":
+        values["Denoising strength"] = request.strength
+        values["Stylus mode"] = request.mode
+    if job.variant is not None:
+        values["Stylus variant"] = job.variant.index
+    stand_ins = [names[c] for c in job.weights if sources[c].stand_in]
+    if stand_ins:
+        values["Stylus stand-in LoRAs"] = ", ".join(stand_ins)
+    hashes = {names[c]: sources[c].autov2 for c in job.weights}
+    return format_parameters(prompt, request.negative_prompt, values, hashes)
+
+

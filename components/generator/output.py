@@ -1,0 +1,43 @@
+"""Write a result to a folder: one PNG per image (with ``parameters``), the baseline, the grid
+and a JSON summary that says which images came from the preview model and which used stand-ins."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from components.types import GenerationResult
+
+from .metadata import make_grid, save_png
+
+
+def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save everything; set ``path`` on each image; return the summary that was written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n, img in enumerate(result.images):
+        img.path = str(save_png(img.image, folder / f"{stem}-{n:02d}-seed{img.seed}.png", img.parameters))
+        rows.append({"path": img.path, "seed": img.seed, "parameters": img.parameters,
+                     "variant": None if img.variant is None else {
+                         "index": img.variant.index, "weights": img.variant.weights,
+                         "prompt": img.variant.prompt, "export": img.variant.export}})
+    grid_images = [i.image for i in result.images]
+    summary: dict[str, Any] = {"model": result.model, "preview_model": result.preview_model,
+                               "images": rows, "notices": result.notices, "timings": result.timings}
+    if result.baseline is not None:
+        b = result.baseline
+        b.path = str(save_png(b.image, folder / f"{stem}-baseline-seed{b.seed}.png", b.parameters))
+        summary["baseline"] = {"path": b.path, "seed": b.seed, "parameters": b.parameters}
+    if grid_images:
+        grid = make_grid(grid_images + ([result.baseline.image] if result.baseline else []))
+        grid_path = folder / f"{stem}-grid.png"
+        grid.save(grid_path)
+        summary["grid"] = str(grid_path)
+    if result.preview_model:
+        summary["warning"] = "images come from the untrained preview model (random weights)"
+    summary.update(extra or {})
+    (folder / f"{stem}-summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False),
+                                                 encoding="utf-8")
+    return summary

@@ -1,0 +1,104 @@
+"""Masks over a composition's adapters, the weights they give, and per-variant prompts.
+
+Strategies (the paper's): ``all`` keeps every adapter on; ``one_hot_loras`` draws one on/off
+combination of the adapters inside each topic, independently per topic (uniform over the cross
+product, drawn without building it); ``one_hot_concepts`` turns whole topics on or off. N masks
+are drawn with replacement from ``random.Random(seed)``, so the same seed gives the same variants.
+Weight of an active adapter = recommended weight x base weight / active adapters in its topic.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from components.types import Composition, MaskStrategy, StylusError, Variant
+
+STRATEGIES: tuple[str, ...] = ("all", "one_hot_loras", "one_hot_concepts")
+MAX_VARIANTS = 256
+Mask = list[list[bool]]  # per topic, per adapter: on/off
+
+
+@dataclass
+class VariantOptions:
+    base_weight: float = 0.8
+    debias: str = ""  # appended to every prompt, e.g. "realistic, best quality"
+    restore_emphasis: bool = False  # emphasize keywords that no active adapter covers
+    emphasis: float = 1.1
+
+
+def sample_masks(composition: Composition, strategy: MaskStrategy, n: int, seed: int) -> list[Mask]:
+    """``n`` masks drawn with replacement; never enumerates the combinations."""
+    if strategy not in STRATEGIES:
+        raise StylusError(f"mask strategy {strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
+    if not 0 <= n <= MAX_VARIANTS:
+        raise StylusError(f"number of variants {n} is not allowed; use 0..{MAX_VARIANTS}")
+    rng = random.Random(seed)
+    sizes = [len(t.adapters) for t in composition.topics]
+    masks: list[Mask] = []
+    for _ in range(n):
+        if strategy == "all":
+            masks.append([[True] * k for k in sizes])
+        elif strategy == "one_hot_loras":
+            masks.append([[bool(b) for b in _bits(rng.getrandbits(k) if k else 0, k)] for k in sizes])
+        else:
+            masks.append([[on] * k for k, on in zip(sizes, (rng.random() < 0.5 for _ in sizes))])
+    return masks
+
+
+def _bits(value: int, k: int) -> list[int]:
+    return [(value >> i) & 1 for i in range(k)]
+
+
+def weights_for(composition: Composition, mask: Mask, base_weight: float = 0.8) -> dict[str, float]:
+    """Card id -> applied weight for the adapters the mask turns on."""
+    if len(mask) != len(composition.topics):
+        raise StylusError(f"mask has {len(mask)} topics, the composition {len(composition.topics)}")
+    out: dict[str, float] = {}
+    for topic, row in zip(composition.topics, mask):
+        active = [a for a, on in zip(topic.adapters, row) if on]
+        for a in active:
+            out[a.card_id] = round(a.weight * base_weight / len(active), 4)
+    return out
+
+
+def emphasize(prompt: str, keywords: list[str], factor: float) -> str:
+    """Wrap the first plain occurrence of each keyword in A1111 emphasis ``(keyword:1.1)``."""
+    for kw in keywords:
+        pattern = re.compile(r"(?<![\w(])" + re.escape(kw) + r"(?![\w:])", re.I)
+        prompt = pattern.sub(lambda m: f"({m.group(0)}:{factor:g})", prompt, count=1)
+    return prompt
+
+
+def export_string(prompt: str, composition: Composition, weights: dict[str, float]) -> str:
+    """The prompt followed by ``<lora:NAME:W>`` tags, to reproduce the variant in A1111/ComfyUI."""
+    names = {a.card_id: (a.lora_name or a.name) for t in composition.topics for a in t.adapters}
+    tags = [f"<lora:{names[cid]}:{w:g}>" for cid, w in weights.items()]
+    return " ".join([prompt] + tags)
+
+
+def build_variants(composition: Composition, strategy: MaskStrategy, n: int, seed: int,
+                   options: VariantOptions | None = None) -> list[Variant]:
+    options = options or VariantOptions()
+    variants = []
+    for index, mask in enumerate(sample_masks(composition, strategy, n, seed)):
+        weights = weights_for(composition, mask, options.base_weight)
+        prompt = composition.prompt
+        if options.restore_emphasis and weights:
+            bare = list(composition.unassigned)
+            bare += [k for t, row in zip(composition.topics, mask) if not any(row) for k in t.keywords]
+            prompt = emphasize(prompt, bare, options.emphasis)
+        if options.debias.strip():
+            prompt = f"{prompt.rstrip().rstrip(',')}, {options.debias.strip()}"
+        variants.append(Variant(index=index, weights=weights, prompt=prompt,
+                                export=export_string(prompt, composition, weights)))
+    return variants
+
+
+def sample_variants(composition: Composition, n: int, strategy: MaskStrategy = "one_hot_loras",
+                    seed: int = 0, base_weight: float = 0.8, debias: str = "",
+                    restore_emphasis: bool = False) -> list[Variant]:
+    """Keyword form of :func:`build_variants` (what the engine calls)."""
+    return build_variants(composition, strategy, n, seed,
+                          VariantOptions(base_weight=base_weight, debias=debias,
+                                         restore_emphasis=restore_emphasis))

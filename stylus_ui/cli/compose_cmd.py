@@ -1,0 +1,90 @@
+"""``compose``: retrieve candidates for a prompt and compose them into topics and adapters."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stylus_ui.cli.common import add_common, print_json, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compose", help="retrieve and compose adapters for a prompt",
+                       description="Split a prompt into keyword topics and assign each the adapters "
+                                   "that fit it (retrieval, then the offline or LLM composer).")
+    p.add_argument("prompt", nargs="?", help="the prompt (or use --queries)")
+    p.add_argument("--queries", metavar="FILE.jsonl",
+                   help="lines with a 'query' field; writes one JSON line per query, in order")
+    p.add_argument("--composer", choices=("offline", "llm"), default=None,
+                   help="offline (default, deterministic) or llm (litellm; needs --model)")
+    p.add_argument("--model", default=None, help="litellm model string, e.g. openai/gpt-4o-mini")
+    p.add_argument("--top-k", type=int, default=None, help="adapters per topic (default 3)")
+    p.add_argument("--candidates", type=int, default=None, help="retrieved candidates (default 150)")
+    p.add_argument("--temperature", type=float, default=0.0, help="LLM temperature (diversity)")
+    p.add_argument("--json", action="store_true", help="print the composition as JSON")
+    add_common(p)
+    p.set_defaults(func=_run)
+
+
+def _options(args: argparse.Namespace, settings):
+    from components.composer import ComposeOptions
+    return ComposeOptions(
+        composer=args.composer or settings.composer, llm_model=args.model or settings.llm_model,
+        api_base=settings.llm_api_base, api_key=settings.llm_api_key, timeout=settings.llm_timeout,
+        top_k=settings.adapters_per_topic if args.top_k is None else args.top_k,
+        temperature=args.temperature)
+
+
+def record(query: str, comp, retrieval) -> dict:
+    """The line format of ``--queries`` (and ``--json``)."""
+    return {"query": query,
+            "topics": [{"keywords": t.keywords,
+                        "adapters": [{"id": a.card_id, "civitai_model_id": a.civitai_model_id,
+                                      "weight": a.weight, "reason": a.reason} for a in t.adapters]}
+                       for t in comp.topics],
+            "unassigned": comp.unassigned,
+            "retrieved": [{"id": c.id, "civitai_model_id": c.card.civitai_model_id}
+                          for c in retrieval.candidates]}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from components.composer import compose
+    from components.engine import StylusEngine
+    from components.types import StylusError
+
+    if (args.prompt is None) == (args.queries is None):
+        raise StylusError("give either a PROMPT or --queries FILE.jsonl")
+    settings = settings_from_args(args)
+    engine = StylusEngine(settings)
+    options = _options(args, settings)
+    if args.queries:
+        with open(args.queries, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    query = json.loads(line)["query"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise StylusError(f"{args.queries}:{n}: expected a JSON object with a 'query' field") from None
+                retrieval = engine.retrieve(query, top_k=args.candidates)
+                print_json(record(query, compose(query, retrieval.candidates, options), retrieval))
+                sys.stdout.flush()
+        return 0
+    retrieval = engine.retrieve(args.prompt, top_k=args.candidates)
+    comp = compose(args.prompt, retrieval.candidates, options)
+    if args.json:
+        out = record(args.prompt, comp, retrieval)
+        out.update(composer=comp.composer, seconds=round(comp.seconds, 4), notices=comp.notices)
+        print_json(out)
+        return 0
+    print(f"composer: {comp.composer} ({comp.seconds * 1000:.1f} ms), "
+          f"{len(retrieval.candidates)} candidates")
+    for t in comp.topics:
+        print(f"- {' + '.join(t.keywords)}")
+        for a in t.adapters:
+            print(f"    {a.name} [{a.card_id}] weight {a.weight:g}: {a.reason}")
+    if comp.unassigned:
+        print(f"no adapter: {', '.join(comp.unassigned)}")
+    for notice in comp.notices:
+        print(f"note: {notice}")
+    return 0

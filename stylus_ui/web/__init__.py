@@ -1,0 +1,62 @@
+"""The Stylus web app: ``create_demo(engine) -> gr.Blocks``, one module per tab.
+
+The engine is passed in; nothing here builds models or opens the catalog at import time.
+``launch_kwargs()`` holds what Gradio 6 wants at ``launch()`` (theme, css).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from stylus_ui.web import render
+from stylus_ui.web.about_tab import build_about, full_status
+from stylus_ui.web.api import build_api
+from stylus_ui.web.assets import css, logo_svg
+from stylus_ui.web.catalog_tab import base_model_choices, build_catalog
+from stylus_ui.web.errors import user_errors
+from stylus_ui.web.image_translation import build_image_translation
+from stylus_ui.web.inpainting import build_inpainting
+from stylus_ui.web.text_to_image import build_text_to_image
+
+TITLE = "Stylus: automatic adapter selection"
+
+
+def create_demo(engine) -> gr.Blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.HTML(f'<div class="stylus-header">{logo_svg()}<div><h1>Stylus</h1>'
+                f'<p>Type a prompt: Stylus retrieves LoRA adapters from the catalog, composes them per '
+                f'keyword and renders a grid of variants beside the base model.</p></div></div>')
+        if engine.status().get("preview_model"):
+            gr.HTML(render.PREVIEW_BANNER, elem_id="preview-banner")
+        with gr.Tabs():
+            with gr.Tab("Text to image", id="txt2img"):
+                build_text_to_image(engine)
+            with gr.Tab("Image translation", id="img2img"):
+                build_image_translation(engine)
+            with gr.Tab("Inpainting", id="inpaint"):
+                build_inpainting(engine)
+            with gr.Tab("Catalog", id="catalog"):
+                base_filter = build_catalog(engine)
+            with gr.Tab("About / Settings", id="about"):
+                status = build_about(engine)
+        build_api(engine)
+        demo.load(user_errors(lambda: (base_model_choices(engine), full_status(engine))), None,
+                  [base_filter, status], api_visibility="undocumented")
+    demo.queue(default_concurrency_limit=2)
+    return demo
+
+
+def launch_kwargs(settings) -> dict[str, Any]:
+    """Theme and stylesheet (Gradio 6 takes them at launch()) and the output folder to serve."""
+    return {"theme": gr.themes.Soft(primary_hue="violet", secondary_hue="sky"), "css": css(),
+            "allowed_paths": [str(settings.output_dir)]}
+
+
+def build_app(settings=None) -> tuple[gr.Blocks, dict[str, Any]]:
+    """Settings (default: from the environment) -> engine -> Blocks, plus launch() arguments."""
+    from catalog.settings import Settings
+    from components.engine import StylusEngine
+
+    settings = settings or Settings.from_env()
+    return create_demo(StylusEngine(settings)), launch_kwargs(settings)

@@ -1,0 +1,204 @@
+"""The "Catalog" tab: search and filter, open a card, curate it, import, re-index."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gradio as gr
+
+from catalog.card import CATEGORIES
+from stylus_ui.web import render
+from stylus_ui.web.errors import user_errors
+
+RESULT_HEADERS = ["id", "name", "base model", "type", "category", "downloads", "blocked"]
+FLAGS = ["nsfw", "character", "real person", "refined", "not loadable"]
+STATUSES = ["all", "active", "blocked"]
+ANY = "any"
+
+
+def build_catalog(engine) -> gr.Dropdown:
+    """Builds the tab; returns the base-model filter so the app can fill it after start-up."""
+    with gr.Row():
+        text = gr.Textbox(label="Search (name, id, tag, trigger word)", elem_id="catalog-search", scale=3)
+        base = gr.Dropdown([ANY], value=ANY, label="Base model", allow_custom_value=True, scale=1)
+        category = gr.Dropdown([ANY, *CATEGORIES], value=ANY, label="Category", scale=1)
+        status = gr.Radio(STATUSES, value="all", label="Status", scale=1)
+    with gr.Row():
+        flags = gr.CheckboxGroup(FLAGS, label="Only cards that are", scale=3)
+        search_btn = gr.Button("Search", variant="primary", elem_id="catalog-search-btn", scale=1)
+    results = gr.Dataframe(headers=RESULT_HEADERS, value=[], interactive=False, max_height=320,
+                           label="Cards (click a row to open it)", elem_id="catalog-results", wrap=True)
+    summary = gr.Markdown(elem_id="catalog-summary")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            with gr.Row():
+                card_id = gr.Textbox(label="Card id", elem_id="catalog-card-id", scale=3)
+                open_btn = gr.Button("Open", elem_id="catalog-open", scale=1)
+            detail = gr.HTML(elem_id="catalog-detail", elem_classes=["stylus-detail-box"])
+        with gr.Column(scale=5):
+            fields = build_edit_form()
+    build_import(engine)
+
+    filters = [text, base, category, flags, status]
+    search = user_errors(partial(on_search, engine))
+    search_btn.click(search, filters, [results, summary], api_visibility="undocumented")
+    text.submit(search, filters, [results, summary], api_visibility="undocumented")
+    form = [fields[k] for k in FORM_KEYS]
+    open_fn = user_errors(partial(on_open, engine))
+    open_btn.click(open_fn, [card_id], [detail, *form], api_visibility="undocumented")
+    card_id.submit(open_fn, [card_id], [detail, *form], api_visibility="undocumented")
+    results.select(user_errors(on_row), [results], [card_id], api_visibility="undocumented").success(
+        open_fn, [card_id], [detail, *form], api_visibility="undocumented")
+    save = user_errors(partial(on_save, engine))
+    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_visibility="undocumented")
+    for name, blocked in (("block", True), ("unblock", False)):
+        fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
+                           [detail, *form, fields["status"]], api_visibility="undocumented")
+    return base
+
+
+FORM_KEYS = ["description", "category", "tags", "triggers", "weight", "nsfw", "character", "blocked", "notes"]
+
+
+def build_edit_form() -> dict[str, Any]:
+    with gr.Group():
+        f = {
+            "description": gr.Textbox(label="Description", lines=4, elem_id="catalog-edit-description"),
+            "category": gr.Dropdown(list(CATEGORIES), label="Category", elem_id="catalog-edit-category"),
+            "tags": gr.Textbox(label="Tags (comma separated)", elem_id="catalog-edit-tags"),
+            "triggers": gr.Textbox(label="Trigger words (comma separated)", elem_id="catalog-edit-triggers"),
+            "weight": gr.Number(label="Recommended weight (-2..2)", elem_id="catalog-edit-weight"),
+        }
+        with gr.Row():
+            f["nsfw"] = gr.Checkbox(label="NSFW", elem_id="catalog-edit-nsfw")
+            f["character"] = gr.Checkbox(label="Character", elem_id="catalog-edit-character")
+            f["blocked"] = gr.Checkbox(label="Blocked", elem_id="catalog-edit-blocked")
+        f["notes"] = gr.Textbox(label="Curator notes", elem_id="catalog-edit-notes")
+        with gr.Row():
+            f["save"] = gr.Button("Save edits", variant="primary", elem_id="catalog-save")
+            f["block"] = gr.Button("Block", variant="stop", elem_id="catalog-block")
+            f["unblock"] = gr.Button("Unblock", elem_id="catalog-unblock")
+        f["status"] = gr.Markdown(elem_id="catalog-edit-status")
+    return f
+
+
+def build_import(engine) -> None:
+    s = engine.settings
+    folder_allowed = bool(s.folder_import_roots) or not s.public
+    with gr.Accordion("Import and index", open=False, elem_id="catalog-import"):
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                dump = gr.File(label="Civitai API dump (.json, .jsonl, optionally .gz)",
+                               file_types=[".json", ".jsonl", ".gz"], type="filepath")
+                dump_btn = gr.Button("Import dump")
+            with gr.Column():
+                roots = ", ".join(s.folder_import_roots) or ("anywhere on the server" if folder_allowed else "off")
+                folder = gr.Textbox(label=f"Folder on the server (allowed: {roots})", interactive=folder_allowed)
+                folder_btn = gr.Button("Import folder", interactive=folder_allowed)
+            with gr.Column():
+                token = gr.Textbox(label="Civitai API token (not stored)", type="password")
+                query = gr.Textbox(label="Search text (optional)")
+                limit = gr.Number(value=100, precision=0, minimum=1, label="At most this many models")
+                api_btn = gr.Button("Import from Civitai API")
+        reindex_btn = gr.Button("Re-index catalog", elem_id="catalog-reindex")
+        report = gr.Markdown(elem_id="catalog-import-report")
+    common = dict(concurrency_id="catalog-write", concurrency_limit=1, api_visibility="undocumented")
+    dump_btn.click(user_errors(partial(on_import, engine, "file")), [dump], [report], **common)
+    folder_btn.click(user_errors(partial(on_import, engine, "folder")), [folder], [report], **common)
+    api_btn.click(user_errors(partial(on_import_api, engine)), [token, query, limit], [report], **common)
+    reindex_btn.click(user_errors(partial(on_reindex, engine)), None, [report], **common)
+
+
+# ---- callbacks ---------------------------------------------------------------------------
+def on_search(engine, text: str, base: str, category: str, flags: list[str], status: str):
+    cards = engine.search_cards(text=text or "", base_model="" if base in (ANY, None) else base,
+                                category="" if category in (ANY, None) else category,
+                                flags=flags or [], status=status or "all")
+    rows = [[c.id, c.name, c.base_model, c.adapter_type, c.effective_category(), c.download_count,
+             "yes" if c.blocked else ""] for c in cards]
+    return rows, f"{len(rows)} cards shown" + (" (first 200)" if len(rows) >= 200 else "")
+
+
+def on_row(results: Any, evt: gr.SelectData):
+    rows = results.values.tolist() if hasattr(results, "values") else (results or [])
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    if not rows or not 0 <= row < len(rows):
+        raise gr.Error("Search first, then click a row.")
+    return str(rows[row][0])
+
+
+def _form_values(card) -> list[Any]:
+    return [card.effective_description(), card.effective_category(), ", ".join(card.effective_tags()),
+            ", ".join(card.effective_trigger_words()), card.effective_weight(), card.effective_nsfw(),
+            card.is_character(), card.blocked, card.curation.notes]
+
+
+def on_open(engine, card_id: str):
+    card = engine.card(card_id)
+    return [render.card_detail_html(card), *_form_values(card)]
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def on_save(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
+            weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str):
+    card = engine.card(card_id)
+    changes: dict[str, Any] = {"blocked": bool(blocked), "notes": notes or ""}
+    if (description or "") != card.effective_description():
+        changes["description"] = description or ""
+    if category and category != card.effective_category():
+        changes["category"] = category
+    if _split(tags) != list(card.effective_tags()):
+        changes["tags"] = _split(tags)
+    if _split(triggers) != list(card.effective_trigger_words()):
+        changes["trigger_words"] = _split(triggers)
+    if weight is not None and float(weight) != card.effective_weight():
+        changes["weight"] = float(weight)
+    if bool(nsfw) != card.effective_nsfw():
+        changes["nsfw"] = bool(nsfw)
+    if bool(character) != card.is_character():
+        changes["character"] = bool(character)
+    card = engine.edit_card(card.id, **changes)
+    return [render.card_detail_html(card), *_form_values(card),
+            f"Saved {render.esc(card.id)}: {render.esc(', '.join(sorted(changes)))}."]
+
+
+def on_block(engine, blocked: bool, card_id: str):
+    card = engine.edit_card(engine.card(card_id).id, blocked=blocked)
+    return [render.card_detail_html(card), *_form_values(card),
+            f"{render.esc(card.id)} {'blocked: it is never retrieved' if blocked else 'unblocked'}."]
+
+
+def _report_md(report) -> str:
+    lines = [f"**Import finished**: {report.summary()}."]
+    lines += [f"- {render.esc(n)}" for n in report.notices[:20]]
+    lines += [f"- skipped {render.esc(i)}: {render.esc(r)}" for i, r in report.skipped[:20]]
+    if len(report.skipped) > 20:
+        lines.append(f"- ... and {len(report.skipped) - 20} more skipped")
+    return "\n".join(lines)
+
+
+def on_import(engine, kind: str, value: str | None, progress=gr.Progress()):
+    if not value:
+        raise gr.Error("Choose a dump file first." if kind == "file" else "Type a folder path first.")
+    progress(0, desc="importing")
+    report = engine.import_civitai_file(value) if kind == "file" else engine.import_folder(value)
+    return _report_md(report)
+
+
+def on_import_api(engine, token: str, query: str, limit: float | None, progress=gr.Progress()):
+    progress(0, desc="importing from the Civitai API")
+    return _report_md(engine.import_civitai_api(token=token or "", query=query or "",
+                                                limit=int(limit) if limit else None))
+
+
+def on_reindex(engine, progress=gr.Progress()):
+    progress(0, desc="indexing")
+    return f"**Index**: {render.esc(engine.reindex())}"
+
+
+def base_model_choices(engine) -> dict:
+    stats = engine.catalog_stats()
+    return gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY)

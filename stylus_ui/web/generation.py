@@ -1,0 +1,288 @@
+"""What the three generation tabs share: prompt, advanced options, adapter cards, the editable
+keyword -> adapter mapping, the variant gallery, and the thin callbacks behind them.
+
+Callbacks turn widget values into typed requests, call the engine and turn results back into
+widget values. Session state is a plain dict (prompt, adapter names, saved image paths and
+their settings): no tensors, no PIL images.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, get_args
+
+import gradio as gr
+
+from components.types import GenerationRequest, MaskStrategy
+from stylus_ui.web import render
+from stylus_ui.web.errors import user_errors
+from stylus_ui.web.images import save_png
+
+MAPPING_HEADERS = ["keyword", "adapter id", "name", "weight"]
+MAX_CARDS_SHOWN = 24
+STRATEGIES = list(get_args(MaskStrategy))
+COMPOSERS = ["offline", "llm"]
+GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
+
+
+@dataclass
+class Defaults:
+    steps: int
+    size: int
+    num_images: int
+
+
+def defaults_for(engine) -> Defaults:
+    if engine.status().get("preview_model"):
+        return Defaults(steps=12, size=128, num_images=4)  # noise either way: keep it quick
+    return Defaults(steps=25, size=512, num_images=4)
+
+
+@dataclass
+class Panel:
+    """The widgets of one generation tab (``mode`` is txt2img, img2img or inpaint)."""
+    mode: str
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    options: list[gr.components.Component]  # steps, guidance, seed, n, strategy, debias, width, height
+    select_options: list[gr.components.Component]  # top_k, composer, llm model, adapters per topic
+    mapping: gr.Dataframe
+    cards: gr.HTML
+    state: gr.State
+
+
+def build_prompt_area(mode: str) -> tuple[gr.Textbox, gr.Textbox]:
+    prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a corgi astronaut on the moon, watercolor",
+                        elem_id=f"{mode}-prompt")
+    negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality",
+                          elem_id=f"{mode}-negative")
+    return prompt, negative
+
+
+def build_advanced(engine, mode: str) -> tuple[list, list]:
+    d = defaults_for(engine)
+    s = engine.settings
+    with gr.Accordion("Advanced", open=False, elem_id=f"{mode}-advanced"):
+        with gr.Row():
+            steps = gr.Slider(1, 100, value=d.steps, step=1, label="Steps")
+            guidance = gr.Slider(0.0, 20.0, value=7.0, step=0.5, label="Guidance")
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+        with gr.Row():
+            n = gr.Slider(1, 16, value=d.num_images, step=1, label="Variants")
+            strategy = gr.Dropdown(STRATEGIES, value="one_hot_loras", label="Mask strategy")
+            debias = gr.Textbox(label="Debias (appended to every prompt)", placeholder="realistic, best quality")
+        with gr.Row():
+            width = gr.Slider(64, 1024, value=d.size, step=8, label="Width")
+            height = gr.Slider(64, 1024, value=d.size, step=8, label="Height")
+        with gr.Row():
+            composer = gr.Radio(COMPOSERS, value=s.composer, label="Composer")
+            llm_model = gr.Textbox(value=s.llm_model, label="LLM model (litellm name)",
+                                   placeholder="openai/gpt-4o-mini")
+        with gr.Row():
+            top_k = gr.Slider(1, 500, value=s.top_k, step=1, label="Top-K retrieved")
+            per_topic = gr.Slider(0, 10, value=s.adapters_per_topic, step=1, label="Adapters per topic")
+    return [steps, guidance, seed, n, strategy, debias, width, height], [top_k, composer, llm_model, per_topic]
+
+
+def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: Callable[..., dict[str, Any]],
+                examples: list[str] | None = None) -> Panel:
+    """Prompt + advanced options (left), cards and mapping (middle), gallery (right).
+
+    ``build_extra()`` makes the tab's own three widgets (init image, mask editor, strength; a
+    ``gr.State(None)`` where a tab has none); ``read_extra(size, image, editor, strength)`` turns
+    their values into GenerationRequest fields.
+    """
+    state = gr.State({})
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=320):
+            extra_inputs = build_extra()
+            prompt, negative = build_prompt_area(mode)
+            with gr.Row():
+                select_btn = gr.Button("Select adapters", elem_id=f"{mode}-select")
+                generate_btn = gr.Button("Generate", elem_id=f"{mode}-generate")
+            run_btn = gr.Button("Select + generate", variant="primary", elem_id=f"{mode}-run")
+            options, select_options = build_advanced(engine, mode)
+            if examples:
+                gr.Examples([[e] for e in examples], inputs=[prompt], label="Prompt presets")
+            cards = gr.HTML(render.cards_html([]), elem_id=f"{mode}-cards", elem_classes=["stylus-cards-box"])
+        with gr.Column(scale=5, min_width=360):
+            mapping, mapping_note, edit_widgets = build_mapping_editor(engine, mode)
+            gallery = gr.Gallery(label="Variants (with adapters)", columns=2, height=420, object_fit="contain",
+                                 elem_id=f"{mode}-gallery", format="png", buttons=["download", "fullscreen"])
+            with gr.Row():
+                baseline = gr.Image(label="Base model (no adapters)", type="filepath", height=220,
+                                    elem_id=f"{mode}-baseline", interactive=False, format="png")
+                with gr.Column():
+                    details = gr.Code(label="Selected image: A1111 prompt and settings", language="markdown",
+                                      elem_id=f"{mode}-details", lines=6, interactive=False)
+                    download = gr.File(label="PNG with metadata", elem_id=f"{mode}-download",
+                                       interactive=False, file_count="multiple")
+            timings = gr.Markdown(elem_id=f"{mode}-timings")
+
+    panel = Panel(mode, prompt, negative, options, select_options, mapping, cards, state)
+    select_outputs = [cards, mapping, mapping_note, edit_widgets["remove_choice"], state]
+    gen_inputs = [prompt, negative, mapping, *options, *extra_inputs, state]
+    gen_outputs = [gallery, baseline, timings, details, download, state]
+    select_fn = user_errors(partial(on_select, engine))
+    generate_fn = user_errors(partial(on_generate, engine, mode, read_extra))
+    select_inputs = [prompt, *select_options, state]
+    select_btn.click(select_fn, select_inputs, select_outputs, concurrency_limit=2,
+                     api_visibility="undocumented")
+    generate_btn.click(generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
+                       api_visibility="undocumented")
+    run_btn.click(select_fn, select_inputs, select_outputs, concurrency_limit=2,
+                  api_visibility="undocumented").success(
+        generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
+        api_visibility="undocumented")
+    gallery.select(user_errors(on_pick), [state], [details, download], api_visibility="undocumented")
+    wire_mapping_editor(engine, edit_widgets, mapping, mapping_note)
+    return panel
+
+
+# ---- the mapping editor ------------------------------------------------------------------
+def build_mapping_editor(engine, mode: str):
+    with gr.Group(elem_classes=["stylus-mapping"]):
+        mapping = gr.Dataframe(headers=MAPPING_HEADERS, datatype=["str", "str", "str", "number"],
+                               value=[], type="array", interactive=True, label="Composer mapping "
+                               "(edit keyword or weight; clear an id to drop a row)",
+                               column_count=(4, "fixed"), row_count=(0, "dynamic"), elem_id=f"{mode}-mapping")
+        note = gr.Markdown(elem_id=f"{mode}-mapping-note")
+        with gr.Row():
+            remove_choice = gr.Dropdown([], label="Adapter to remove", elem_id=f"{mode}-remove-choice", scale=3)
+            remove_btn = gr.Button("Remove", elem_id=f"{mode}-remove", scale=1, size="sm")
+        with gr.Row():
+            search = gr.Textbox(label="Find a catalog adapter by name", elem_id=f"{mode}-add-search", scale=2)
+            found = gr.Dropdown([], label="Matches", elem_id=f"{mode}-add-choice", scale=3)
+        with gr.Row():
+            keyword = gr.Textbox(label="for keyword", elem_id=f"{mode}-add-keyword", scale=2)
+            weight = gr.Number(value=0.8, minimum=-2, maximum=2, step=0.05, label="weight", scale=1)
+            add_btn = gr.Button("Add to mapping", elem_id=f"{mode}-add", scale=1, size="sm")
+    widgets = dict(remove_choice=remove_choice, remove_btn=remove_btn, search=search, found=found,
+                   keyword=keyword, weight=weight, add_btn=add_btn)
+    return mapping, note, widgets
+
+
+def wire_mapping_editor(engine, w: dict, mapping: gr.Dataframe, note: gr.Markdown) -> None:
+    w["remove_btn"].click(user_errors(on_remove), [mapping, w["remove_choice"]],
+                          [mapping, w["remove_choice"], note], api_visibility="undocumented")
+    w["search"].submit(user_errors(partial(on_search, engine)), [w["search"]], [w["found"]],
+                       api_visibility="undocumented")
+    w["add_btn"].click(user_errors(partial(on_add, engine)), [mapping, w["found"], w["keyword"], w["weight"]],
+                       [mapping, w["remove_choice"], note], api_visibility="undocumented")
+
+
+def remove_choices(rows: list[list[Any]]) -> list[tuple[str, str]]:
+    return [(f"{r[2]} ({r[1]}) for '{r[0]}'", str(i)) for i, r in enumerate(rows) if len(r) > 1 and r[1]]
+
+
+def _rows(value: Any) -> list[list[Any]]:
+    return [[d["keyword"], d["id"], d["name"], d["weight"]] for d in render.rows_to_dicts(value)]
+
+
+def on_remove(rows: Any, choice: str | None):
+    rows = _rows(rows)
+    if choice in (None, ""):
+        raise gr.Error("Pick the adapter to remove first.")
+    index = int(choice)
+    if not 0 <= index < len(rows):
+        raise gr.Error("That adapter is no longer in the mapping; pick again.")
+    removed = rows.pop(index)
+    return rows, gr.update(choices=remove_choices(rows), value=None), f"Removed {render.esc(removed[2])}."
+
+
+def on_search(engine, text: str):
+    cards = engine.search_cards(text=text or "", status="active", limit=30)
+    choices = [(f"{c.name} ({c.id})", c.id) for c in cards]
+    return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+
+def on_add(engine, rows: Any, card_id: str | None, keyword: str, weight: float | None):
+    rows = _rows(rows)
+    if not card_id:
+        raise gr.Error("Search the catalog and pick an adapter to add.")
+    card = engine.card(card_id)
+    keyword = (keyword or "").strip() or card.name
+    w = card.effective_weight() if weight is None else float(weight)
+    rows.append([keyword, card.id, card.name, round(w, 3)])
+    return rows, gr.update(choices=remove_choices(rows)), f"Added {render.esc(card.name)} for '{render.esc(keyword)}'."
+
+
+# ---- select / generate / pick --------------------------------------------------------------
+def _prompt(prompt: str) -> str:
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise gr.Error("Type a prompt first.")
+    return prompt
+
+
+def on_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
+              state: dict | None):
+    prompt = _prompt(prompt)
+    retrieval, comp = engine.select(prompt, top_k=int(top_k), composer=composer,
+                                    llm_model=(llm_model or "").strip() or None,
+                                    adapters_per_topic=int(per_topic))
+    cards = [render.candidate_dict(c) for c in retrieval.candidates[:MAX_CARDS_SHOWN]]
+    rows = render.composition_rows(comp)
+    note = mapping_note(comp)
+    state = {**(state or {}), "prompt": prompt}
+    return (render.cards_html(cards, list(retrieval.notices)), rows, note,
+            gr.update(choices=remove_choices(rows), value=None), state)
+
+
+def mapping_note(comp) -> str:
+    parts = [f"Composer `{render.esc(comp.composer)}` in {comp.seconds:.2f} s."]
+    if comp.unassigned:
+        parts.append("No adapter for: " + ", ".join(render.esc(k) for k in comp.unassigned) + ".")
+    parts += [render.esc(n) for n in comp.notices]
+    return " ".join(parts)
+
+
+def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows: Any,
+                steps: float, guidance: float, seed: float | None, n: float, strategy: str, debias: str,
+                width: float, height: float, image: Any, editor: Any, strength: float, state: dict | None,
+                progress=gr.Progress()):
+    prompt = _prompt(prompt)
+    size = (int(width) // 8 * 8, int(height) // 8 * 8)
+    comp = engine.composition_from_rows(prompt, render.rows_to_dicts(rows))
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative or "", mode=mode, steps=int(steps), guidance=float(guidance),
+        seed=int(seed or 0), num_images=int(n), mask_strategy=strategy, debias=debias or "",
+        width=size[0], height=size[1], composition=comp, **read_extra(size, image, editor, strength))
+    progress(0, desc="starting")
+    result = engine.generate(request, progress=lambda i, total: progress((i, total), desc="denoising"))
+    out_dir = Path(engine.settings.output_dir) / time.strftime("%Y%m%d")
+    names = {a.card_id: a.name for t in comp.topics for a in t.adapters}
+    images, gallery = [], []
+    for item in result.images:
+        path = save_png(item, out_dir)
+        caption = render.variant_caption(item.variant, names)
+        gallery.append((path, caption))
+        images.append(image_info(item, path, caption, request))
+    baseline = save_png(result.baseline, out_dir) if result.baseline is not None else None
+    state = {**(state or {}), "prompt": prompt, "images": images}
+    md = render.timings_markdown(result.timings, result.notices, result.preview_model)
+    files = [i["path"] for i in images] + ([baseline] if baseline else [])
+    return gallery, baseline, md, "", files, state
+
+
+def image_info(item, path: str, caption: str, request: GenerationRequest) -> dict[str, Any]:
+    v = item.variant
+    return {"path": path, "caption": caption, "seed": item.seed, "parameters": item.parameters,
+            "export": v.export if v else request.prompt, "weights": dict(v.weights) if v else {},
+            "settings": {"mode": request.mode, "steps": request.steps, "guidance": request.guidance,
+                         "size": [request.width, request.height], "mask_strategy": request.mask_strategy,
+                         "negative_prompt": request.negative_prompt}}
+
+
+def on_pick(state: dict | None, evt: gr.SelectData):
+    images = (state or {}).get("images") or []
+    index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+    if not 0 <= index < len(images):
+        raise gr.Error("That image is from an earlier run; generate again.")
+    info = images[index]
+    text = (f"{info['caption']}\n\nA1111 prompt:\n{info['export']}\n\nParameters:\n{info['parameters']}\n\n"
+            f"Settings: {json.dumps(info['settings'] | {'seed': info['seed'], 'weights': info['weights']})}")
+    return text, [info["path"]]

@@ -1,0 +1,26 @@
+"""The "Image translation" tab: an input image, re-imagined under the prompt and the adapters."""
+from __future__ import annotations
+
+import gradio as gr
+
+from stylus_ui.web.assets import example_image_path
+from stylus_ui.web.generation import Panel, build_panel
+from stylus_ui.web.images import to_rgb
+
+
+def _extra() -> list:
+    example = example_image_path()
+    image = gr.Image(label="Input image (resized to width x height)", type="pil", height=260,
+                     elem_id="img2img-image", sources=["upload", "clipboard"],
+                     value=str(example) if example else None)
+    strength = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength (how much to change)",
+                         elem_id="img2img-strength")
+    return [image, gr.State(None), strength]
+
+
+def _read(size, image, editor, strength) -> dict:
+    return {"init_image": to_rgb(image, size, "input image"), "strength": float(strength)}
+
+
+def build_image_translation(engine) -> Panel:
+    return build_panel(engine, "img2img", _extra, _read)

@@ -1,0 +1,29 @@
+"""The "Inpainting" tab: paint a mask over an image; only the painted part is regenerated."""
+from __future__ import annotations
+
+import gradio as gr
+
+from stylus_ui.web.assets import example_image_path
+from stylus_ui.web.generation import Panel, build_panel
+from stylus_ui.web.images import editor_to_image_and_mask
+
+
+def _extra() -> list:
+    example = example_image_path()
+    editor = gr.ImageMask(
+        label="Image and mask (paint white over what to repaint)", type="numpy", height=320,
+        elem_id="inpaint-editor", sources=["upload", "clipboard"], layers=False,
+        brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
+        value={"background": str(example), "layers": [], "composite": str(example)} if example else None)
+    strength = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Strength inside the mask",
+                         elem_id="inpaint-strength")
+    return [gr.State(None), editor, strength]
+
+
+def _read(size, image, editor, strength) -> dict:
+    init, mask = editor_to_image_and_mask(editor, size)
+    return {"init_image": init, "mask_image": mask, "strength": float(strength)}
+
+
+def build_inpainting(engine) -> Panel:
+    return build_panel(engine, "inpaint", _extra, _read)

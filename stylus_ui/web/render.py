@@ -1,0 +1,182 @@
+"""Domain values -> HTML, Markdown and plain data for the widgets.
+
+Everything an adapter's author wrote (names, descriptions, tags, trigger words) is untrusted:
+it goes through :func:`esc` (``html.escape``) before it reaches an ``gr.HTML`` widget, so no
+markup, script or event handler from a catalog can run in the page.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+MAX_DESCRIPTION_CHARS = 600
+MAX_TAGS = 12
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value if value is not None else ""), quote=True)
+
+
+def _chips(items: Iterable[str], cls: str) -> str:
+    items = [i for i in items if str(i).strip()][:MAX_TAGS]
+    return "".join(f'<span class="stylus-chip {cls}">{esc(i)}</span>' for i in items)
+
+
+def preview_url(card) -> str:
+    """An http(s) URL of the card's first non-NSFW example image, or ""."""
+    for ex in getattr(card, "examples", []) or []:
+        if ex.nsfw or not ex.url:
+            continue
+        if urlparse(ex.url).scheme in ("http", "https"):
+            return ex.url
+    return ""
+
+
+def candidate_dict(candidate) -> dict[str, Any]:
+    """A retrieved candidate as plain data (session state, API output)."""
+    card = candidate.card
+    return {
+        "id": card.id, "name": card.name, "category": card.effective_category(),
+        "tags": list(card.effective_tags())[:MAX_TAGS],
+        "trigger_words": list(card.effective_trigger_words())[:MAX_TAGS],
+        "weight": round(card.effective_weight(), 3), "score": round(float(candidate.score), 4),
+        "rank": candidate.rank, "evidence": {k: list(v)[:6] for k, v in (candidate.evidence or {}).items()},
+        "base_model": card.base_model, "preview": preview_url(card),
+        "description": card.effective_description()[:MAX_DESCRIPTION_CHARS],
+    }
+
+
+def why_matched(evidence: dict[str, list[str]]) -> str:
+    parts = [f"{field}: {', '.join(terms)}" for field, terms in evidence.items() if terms]
+    return "; ".join(parts) or "semantic similarity"
+
+
+def card_item_html(c: dict[str, Any]) -> str:
+    """One compact card of the retrieved-adapters list (``c`` from :func:`candidate_dict`)."""
+    img = (f'<img class="stylus-thumb" src="{esc(c["preview"])}" alt="" loading="lazy" '
+           f'referrerpolicy="no-referrer">' if c.get("preview") else '<div class="stylus-thumb empty"></div>')
+    triggers = _chips(c.get("trigger_words", []), "trigger")
+    return (
+        f'<div class="stylus-card" data-card-id="{esc(c["id"])}">{img}<div class="stylus-card-body">'
+        f'<div class="stylus-card-title"><b>{esc(c["name"])}</b> '
+        f'<span class="stylus-chip cat">{esc(c["category"])}</span></div>'
+        f'<div class="stylus-card-meta">id <code>{esc(c["id"])}</code> · weight {esc(c["weight"])}'
+        f' · score {esc(c["score"])}</div>'
+        f'<div class="stylus-card-tags">{_chips(c.get("tags", []), "tag")}</div>'
+        + (f'<div class="stylus-card-tags">triggers: {triggers}</div>' if triggers else "")
+        + f'<div class="stylus-card-why">why: {esc(why_matched(c.get("evidence", {})))}</div>'
+        f'</div></div>')
+
+
+def cards_html(cards: list[dict[str, Any]], notices: Iterable[str] = ()) -> str:
+    if not cards:
+        body = '<p class="stylus-empty">No adapters retrieved yet: type a prompt and press ' \
+               '<b>Select adapters</b>.</p>'
+    else:
+        body = "".join(card_item_html(c) for c in cards)
+    notes = "".join(f'<p class="stylus-notice">{esc(n)}</p>' for n in notices)
+    count = f'<div class="stylus-count">{len(cards)} adapters retrieved</div>' if cards else ""
+    return f'<div class="stylus-cards">{count}{notes}{body}</div>'
+
+
+def card_detail_html(card) -> str:
+    """A full card for the catalog tab."""
+    flags = [name for name, on in (("blocked", card.blocked), ("nsfw", card.effective_nsfw()),
+                                   ("character", card.is_character()),
+                                   ("real person", card.effective_real_person())) if on]
+    files = ", ".join(f.name for f in card.files[:4]) or "no file recorded"
+    rows = [("id", card.id), ("source", card.source), ("base model", card.base_model),
+            ("type", card.adapter_type), ("creator", card.creator), ("version", card.version_name),
+            ("files", files), ("downloads", card.download_count),
+            ("weight", card.effective_weight()), ("<lora:...>", f"<lora:{card.lora_name}:{card.effective_weight():g}>")]
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    img = preview_url(card)
+    img_html = (f'<img class="stylus-detail-img" src="{esc(img)}" alt="" referrerpolicy="no-referrer">'
+                if img else "")
+    notices = "".join(f'<p class="stylus-notice">{esc(n)}</p>' for n in card.notices[:5])
+    return (
+        f'<div class="stylus-detail">{img_html}<h3>{esc(card.name)}</h3>'
+        f'<div>{_chips(flags, "flag")}<span class="stylus-chip cat">{esc(card.effective_category())}</span></div>'
+        f'<p class="stylus-desc">{esc(card.effective_description()[:2000])}</p>'
+        f'<div class="stylus-card-tags">{_chips(card.effective_tags(), "tag")}</div>'
+        f'<div class="stylus-card-tags">triggers: {_chips(card.effective_trigger_words(), "trigger") or "none"}</div>'
+        f'<table class="stylus-table">{table}</table>{notices}</div>')
+
+
+def composition_rows(composition) -> list[list[Any]]:
+    """keyword | adapter id | name | weight rows of the editable mapping table."""
+    rows = []
+    for topic in composition.topics:
+        keyword = " + ".join(topic.keywords)
+        for a in topic.adapters:
+            rows.append([keyword, a.card_id, a.name, round(float(a.weight), 3)])
+    return rows
+
+
+def composition_dict(composition) -> dict[str, Any]:
+    return {
+        "prompt": composition.prompt, "composer": composition.composer,
+        "topics": [{"keywords": list(t.keywords),
+                    "adapters": [{"id": a.card_id, "name": a.name, "weight": a.weight, "reason": a.reason,
+                                  "lora_name": a.lora_name} for a in t.adapters]}
+                   for t in composition.topics],
+        "unassigned": list(composition.unassigned), "notices": list(composition.notices),
+        "seconds": round(composition.seconds, 4),
+    }
+
+
+def rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
+    """The Dataframe's value (list of lists, or a pandas frame) as keyword/id/name/weight dicts."""
+    if rows is None:
+        return []
+    if hasattr(rows, "values") and hasattr(rows, "columns"):  # pandas.DataFrame
+        rows = rows.values.tolist()
+    out = []
+    for row in rows:
+        row = list(row) + [""] * (4 - len(row))
+        if not any(str(v).strip() for v in row if v is not None):
+            continue
+        out.append({"keyword": row[0], "id": row[1], "name": row[2], "weight": row[3]})
+    return out
+
+
+def variant_caption(variant, names: dict[str, str]) -> str:
+    if variant is None:
+        return "base model (no adapters)"
+    active = [f"{names.get(cid, cid)} {w:.2f}" for cid, w in variant.weights.items() if w]
+    return f"#{variant.index}: " + (", ".join(active) if active else "no adapters")
+
+
+def timings_markdown(timings: dict[str, float], notices: Iterable[str] = (), preview: bool = False) -> str:
+    parts = [f"**{esc(k)}** {v:.2f} s" for k, v in timings.items()]
+    text = "Timings: " + " · ".join(parts) if parts else ""
+    notes = [f"- {esc(n)}" for n in notices]
+    if preview:
+        notes.insert(0, "- Images come from the **untrained preview model**: noise, not pictures.")
+    return "\n".join([text, *notes]).strip()
+
+
+def status_markdown(status: dict[str, Any]) -> str:
+    s = status.get("settings", {})
+    model = s.get("model") or "embedded untrained preview model"
+    lines = [
+        "### Active configuration",
+        f"- **Model**: `{esc(model)}` (device `{esc(s.get('device'))}`, dtype `{esc(s.get('dtype'))}`, "
+        f"scheduler `{esc(s.get('scheduler'))}`)",
+        f"- **Catalog**: `{esc(status.get('catalog'))}`"
+        + (f" — {status['cards']} cards" if status.get("cards") is not None else ""),
+        f"- **Retrieval**: embeddings `{esc(s.get('embedding_model'))}`, chroma `{esc(s.get('chroma_mode'))}`, "
+        f"top-K {esc(s.get('top_k'))}, base model filter `{esc(s.get('base_model_filter'))}`",
+        f"- **Composer**: `{esc(s.get('composer'))}`" + (f" with `{esc(s.get('llm_model'))}`" if s.get("llm_model") else "")
+        + f", {esc(s.get('adapters_per_topic'))} adapters per topic, base weight {esc(s.get('base_weight'))}",
+        f"- **Home**: `{esc(s.get('home'))}`; outputs `{esc(s.get('output_dir'))}`",
+    ]
+    return "\n".join(lines)
+
+
+PREVIEW_BANNER = (
+    '<div class="stylus-banner" role="alert"><b>Preview model.</b> This app runs on the embedded '
+    '<b>untrained</b> preview model: retrieval and composition are real, but the images are noise '
+    'that only shows how the composition behaves. Set <code>STYLUS_MODEL</code> to a Stable '
+    'Diffusion 1.5 checkpoint for real images.</div>')

@@ -1,0 +1,110 @@
+"""A local stand-in for the Civitai REST API (``GET /api/v1/models``) on 127.0.0.1.
+
+Serves pages in the real shape (``{"items": [...], "metadata": {"nextCursor", "nextPage",
+"pageSize"}}``), filters by ``types``, ``baseModels`` and ``query`` like Civitai does, records
+every request (path, query, headers) and can fail chosen requests on purpose:
+``faults={2: "429", 3: "500", 4: "drop"}`` makes the 2nd request a 429 (with
+``Retry-After``), the 3rd a 500 and the 4th a closed connection without a reply.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+
+
+@dataclass
+class Request:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeCivitai:
+    items: list[dict]
+    faults: dict[int, str] = field(default_factory=dict)  # request number (1-based) -> fault
+    retry_after: str = "2"
+    requests: list[Request] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None, "start() the fake first"
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeCivitai":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                fake.handle(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def __enter__(self) -> "FakeCivitai":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- one request ------------------------------------------------------------------
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlparse(h.path)
+        query = parse_qs(url.query)
+        self.requests.append(Request(url.path, query, {k.lower(): v for k, v in h.headers.items()}))
+        fault = self.faults.get(len(self.requests))
+        if fault == "drop":
+            h.close_connection = True
+            h.connection.shutdown(2)  # hang up without a status line
+            return
+        if fault == "429":
+            return self._send(h, 429, {"error": "Too many requests"}, {"Retry-After": self.retry_after})
+        if fault == "500":
+            return self._send(h, 500, {"error": "Internal server error"})
+        if url.path != "/api/v1/models":
+            return self._send(h, 404, {"error": f"no route {url.path}"})
+        self._send(h, 200, self.page(query))
+
+    def page(self, query: dict[str, list[str]]) -> dict:
+        wanted = [t.lower() for t in query.get("types", [])]
+        bases = query.get("baseModels", [])
+        text = query.get("query", [""])[0].lower()
+        matching = [it for it in self.items
+                    if (not wanted or str(it.get("type", "")).lower() in wanted)
+                    and (not bases or any(isinstance(v, dict) and v.get("baseModel") in bases
+                                          for v in it.get("modelVersions") or []))
+                    and text in str(it.get("name", "")).lower()]
+        limit = int(query.get("limit", ["100"])[0])
+        start = int(query.get("cursor", ["0"])[0])
+        chunk = matching[start:start + limit]
+        metadata: dict = {"pageSize": limit}
+        if start + limit < len(matching):
+            metadata["nextCursor"] = str(start + limit)
+            nxt = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": [str(start + limit)]}
+            metadata["nextPage"] = f"{self.base_url}/api/v1/models?{urlencode(nxt, doseq=True)}"
+        return {"items": chunk, "metadata": metadata}
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
