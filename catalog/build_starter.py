@@ -3,11 +3,13 @@
 Run through ``python -m catalog.starter build DUMP``. The dump is imported with the project's
 own Civitai importer into a temporary catalog; one card per model (its newest SD 1.5 version)
 is kept, stripped of author-written text (descriptions, example prompts), and given a
-description by the project's offline refiner when it exists, else a template from the facts.
+description by the project's offline refiner (components/refiner/offline.py; a template from
+the facts when it is absent).
 The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib
 import json
@@ -35,9 +37,9 @@ def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200) ->
         try:
             import_civitai_file(store, dump_path, progress=False)
             chosen = select_cards(store, n)
+            refine = _offline_refiner(store)
         finally:
             store.close()
-    refine = _offline_refiner()
     cards = sorted((facts_only(card, refine) for card in chosen), key=lambda c: c.id)
     write_cards(cards, Path(out_path))
     size = Path(out_path).stat().st_size
@@ -99,16 +101,19 @@ def template_refined(card: AdapterCard) -> Refined:
                    refiner=TEMPLATE_REFINER)
 
 
-def _offline_refiner() -> Callable[[AdapterCard], Refined] | None:
-    """The project's offline refiner (components/refiner/offline.py) when it has landed.
+def _offline_refiner(store: CatalogStore) -> Callable[[AdapterCard], Refined] | None:
+    """The project's offline refiner (components/refiner/offline.py), with its phrase statistics
+    taken over the whole imported dump; None when that refiner is not there.
 
     Imported lazily: only this build tool uses it; the catalog package does not depend on it."""
     try:
         module = importlib.import_module("components.refiner.offline")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("components.refiner.offline", "components.refiner"):
+            raise
         return None
-    refine = getattr(module, "refine_card", None)
-    return refine if callable(refine) else None
+    stats = module.PhraseStats.from_cards(store.iter_cards())
+    return functools.partial(module.refine_card, stats=stats)
 
 
 def write_cards(cards: list[AdapterCard], out_path: Path) -> None:

@@ -42,3 +42,37 @@ def store(tmp_path):
     s = CatalogStore(tmp_path / "catalog")
     yield s
     s.close()
+
+
+# ---- browser tests (pytest-playwright with Debian's Chromium; see ../shared/ENVIRONMENT.md) ----
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch arguments plus the system Chromium (Playwright's download is unavailable)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    args = [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS]
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}
+
+
+# ---- generation on the tiny preview model (built once per session into a temporary cache) ----
+@pytest.fixture(scope="session")
+def gen_settings(tmp_path_factory):
+    from catalog.settings import Settings
+    return Settings(home=tmp_path_factory.mktemp("gen"), device="cpu", scheduler="euler",
+                    lora_cache_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(gen_settings):
+    """A Generator on the embedded preview model, pipelines loaded, one torch thread."""
+    import torch
+    torch.set_num_threads(1)
+    from components.generator import Generator
+    gen = Generator(gen_settings)
+    gen.pipelines()
+    return gen

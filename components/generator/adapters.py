@@ -21,12 +21,26 @@ from catalog.card import AdapterCard, slug
 from catalog.settings import Settings
 
 from .downloads import DownloadError, DownloadPolicy, download
-from .lorafile import AdapterFileError, file_sha256, read_lora_file
+from .lorafile import AdapterFileError, ModelMismatchError, file_sha256, read_lora_file
 from .standin import ensure_standin
 
 # Known cosmetic messages (ENVIRONMENT.md): every extra adapter triggers them; weights are right.
+SD15_WIDTH = 768  # text-encoder width of SD 1.5 (CLIP ViT-L)
 _NOISE = ("Already found a `peft_config` attribute", "Already found a peft_config attribute",
-          "LOAD REPORT", "No LoRA keys associated to CLIPTextModel")
+          "No LoRA keys associated to CLIPTextModel")
+
+
+def _cosmetic(message: str) -> bool:
+    """transformers' LOAD REPORT listing only MISSING keys names the *other* adapters' LoRA
+    layers (ENVIRONMENT.md); a report with UNEXPECTED or MISMATCH entries is real."""
+    if "LOAD REPORT" in message:
+        return not re.search(r"UNEXPECTED|MISMATCH|CONVERSION", message)
+    return any(n in message for n in _NOISE)
+
+
+class _DropCosmetic(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _cosmetic(record.getMessage())
 
 
 @dataclass
@@ -86,6 +100,10 @@ def _redact(text: str, settings: Settings) -> str:
     return text
 
 
+def _on_disk(settings: Settings, card: AdapterCard) -> bool:
+    return bool(card.local_path and Path(card.local_path).is_file()) or cache_path(settings, card).is_file()
+
+
 def adapter_name(card_id: str) -> str:
     """peft adapter names may not contain dots or slashes."""
     return "a_" + re.sub(r"[^A-Za-z0-9_]", "_", card_id)[:80]
@@ -100,6 +118,10 @@ def captured_load_messages(sink: list[str]) -> Iterator[None]:
 
     handler = _Handler(level=logging.WARNING)
     loggers = [logging.getLogger(n) for n in ("diffusers", "peft", "transformers")]
+    quiet = _DropCosmetic()
+    console = [h for lg in loggers for h in lg.handlers]
+    for h in console:
+        h.addFilter(quiet)
     for lg in loggers:
         lg.addHandler(handler)
     try:
@@ -110,14 +132,16 @@ def captured_load_messages(sink: list[str]) -> Iterator[None]:
     finally:
         for lg in loggers:
             lg.removeHandler(handler)
+        for h in console:
+            h.removeFilter(quiet)
 
 
 def _relevant(messages: list[str]) -> list[str]:
     keep = []
     for m in messages:
-        if any(n in m for n in _NOISE):
+        if _cosmetic(m):
             continue
-        if re.search(r"unexpected|missing|not found|could not|incompatible|unsupported", m, re.I):
+        if re.search(r"unexpected|missing|not found|could not|incompatible|unsupported|mismatch", m, re.I):
             keep.append(" ".join(m.split())[:300])
     return keep
 
@@ -157,22 +181,9 @@ class AdapterManager:
         return ready
 
     def _load(self, card: AdapterCard, name: str, keep: set[str], notices: list[str]) -> AdapterSource | None:
-        width = self.pipe.unet.config.cross_attention_dim
-        source = fetch_card_file(self.settings, card, notices if not self.preview else [])
-        lora = None
-        if source is not None:
-            try:
-                lora = read_lora_file(source.path, allow_pickle=self.settings.allow_pickle,
-                                      cross_attention_dim=width)
-            except AdapterFileError as exc:
-                notices.append(f"{card.name} ({card.id}): {exc}; skipped")
-                source = None
-        if source is None and self.preview:
-            path = ensure_standin(self.pipe, self.settings.cache_dir, card.id)
-            source = AdapterSource(card.id, path, "stand-in", file_sha256(path)[:10])
-            lora = read_lora_file(path, allow_pickle=False, cross_attention_dim=width)
-            notices.append(f"{card.name} ({card.id}): using a generated stand-in LoRA for the "
-                           f"preview model (the real file is not used with the preview model)")
+        source, lora, stand_in_ok = self._real_file(card, notices)
+        if source is None and self.preview and stand_in_ok:
+            source, lora = self._stand_in(card, notices)
         if source is None or lora is None:
             return None
         self._make_room(keep)
@@ -195,6 +206,35 @@ class AdapterManager:
             source.autov2 = file_sha256(source.path)[:10]
         self.loaded[name] = source
         return source
+
+    def _real_file(self, card: AdapterCard, notices: list[str]):
+        """``(source, lora, stand_in_ok)``: the card's own file, checked. With the preview model
+        nothing is downloaded (real files cannot apply to it) and a missing file or a good SD-1.5
+        file leaves the way to a stand-in; a bad file is skipped, never papered over."""
+        width = self.pipe.unet.config.cross_attention_dim
+        if self.preview and not _on_disk(self.settings, card):
+            return None, None, True
+        source = fetch_card_file(self.settings, card, notices)
+        if source is None:
+            return None, None, True
+        try:
+            return source, read_lora_file(source.path, allow_pickle=self.settings.allow_pickle,
+                                          cross_attention_dim=width), False
+        except ModelMismatchError as exc:
+            if self.preview and exc.width == SD15_WIDTH:
+                return None, None, True
+            notices.append(f"{card.name} ({card.id}): {exc}; skipped")
+        except AdapterFileError as exc:
+            notices.append(f"{card.name} ({card.id}): {exc}; skipped")
+        return None, None, False
+
+    def _stand_in(self, card: AdapterCard, notices: list[str]):
+        path = ensure_standin(self.pipe, self.settings.cache_dir, card.id)
+        lora = read_lora_file(path, allow_pickle=False,
+                              cross_attention_dim=self.pipe.unet.config.cross_attention_dim)
+        notices.append(f"{card.name} ({card.id}): stand-in LoRA generated for the preview model "
+                       f"(the real adapter is used only with a real SD-1.5 model)")
+        return AdapterSource(card.id, path, "stand-in", file_sha256(path)[:10]), lora
 
     def _make_room(self, keep: set[str]) -> None:
         while len(self.loaded) >= self.capacity:

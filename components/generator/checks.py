@@ -68,6 +68,9 @@ def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
 def _check_images(r: GenerationRequest) -> None:
     if not 0.0 < float(r.strength) <= 1.0:
         raise StylusError(f"strength {r.strength!r} is not allowed; use a value in (0, 1]")
+    if int(r.steps * float(r.strength)) < 1:
+        raise StylusError(f"steps {r.steps} with strength {r.strength} run no denoising step in "
+                          f"{r.mode} (steps x strength must be at least 1); raise steps or strength")
     if r.init_image is None:
         raise StylusError(f"mode {r.mode} needs an init image; upload one")
     r.init_image = to_image(r.init_image, "init image").convert("RGB")

@@ -105,7 +105,7 @@ def _write_body(resp: httpx.Response, part: Path, append: bool, limit: int, url:
                             f"{limit // 2**20} MB cap (setting STYLUS_DOWNLOAD_MAX_MB)")
     written = start
     with open(part, "ab" if append else "wb") as fh:
-        for chunk in resp.iter_bytes(1 << 16):
+        for chunk in resp.iter_bytes():  # as received: a dropped connection keeps what came
             written += len(chunk)
             if written > limit:
                 fh.close()

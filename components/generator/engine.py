@@ -52,7 +52,10 @@ class Generator:
         if self._pipes is None:
             if self.settings.torch_threads:
                 torch.set_num_threads(self.settings.torch_threads)
-            self._pipes = load_pipelines(self.settings)
+            t0 = time.perf_counter()
+            pipes = load_pipelines(self.settings)
+            pipes.load_seconds = time.perf_counter() - t0  # with the library imports
+            self._pipes = pipes
         return self._pipes
 
     def _manager(self, pipe) -> AdapterManager:
@@ -119,9 +122,13 @@ class Generator:
     # ---- denoising ---------------------------------------------------------------------
     def _denoise(self, pipe, pipes: Pipelines, request: GenerationRequest, jobs: list[_Job],
                  sources, cards, progress: Progress | None, timings: dict[str, float]):
-        groups: OrderedDict[tuple, list[_Job]] = OrderedDict()
-        for job in jobs:  # same weights -> one batched call
-            groups.setdefault(tuple(sorted(job.weights.items())), []).append(job)
+        groups: list[tuple[tuple, list[_Job]]] = []
+        by_weights: OrderedDict[tuple, list[_Job]] = OrderedDict()
+        for job in jobs:  # same weights -> one batched call (up to max_batch images)
+            by_weights.setdefault(tuple(sorted(job.weights.items())), []).append(job)
+        for key, members in by_weights.items():
+            for start in range(0, len(members), pipes.max_batch):
+                groups.append((key, members[start:start + pipes.max_batch]))
         steps = _effective_steps(request)
         total, done = steps * len(groups), [0]
 
@@ -134,7 +141,7 @@ class Generator:
         timings.update(switch=0.0, denoise=0.0)
         by_index: dict[int, GeneratedImage] = {}
         base_kwargs = _mode_kwargs(request)
-        for key, group in groups.items():
+        for key, group in groups:
             t0 = time.perf_counter()
             with active_adapters(pipe, {adapter_name(c): w for c, w in key}):
                 t1 = time.perf_counter()
@@ -190,7 +197,8 @@ def _parameters(request: GenerationRequest, pipes: Pipelines, job: _Job,
     stand_ins = [names[c] for c in job.weights if sources[c].stand_in]
     if stand_ins:
         values["Stylus stand-in LoRAs"] = ", ".join(stand_ins)
-    hashes = {names[c]: sources[c].autov2 for c in job.weights}
+    # a stand-in's hash names a file nobody else has: only real files go into "Lora hashes"
+    hashes = {names[c]: sources[c].autov2 for c in job.weights if not sources[c].stand_in}
     return format_parameters(prompt, request.negative_prompt, values, hashes)
 
 

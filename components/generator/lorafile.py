@@ -20,6 +20,14 @@ class AdapterFileError(ValueError):
     """The file cannot be used as an SD-1.5 LoRA; the message says why."""
 
 
+class ModelMismatchError(AdapterFileError):
+    """A valid LoRA made for another text-encoder width (SD 1.5 file on the preview model, ...)."""
+
+    def __init__(self, message: str, width: int):
+        super().__init__(message)
+        self.width = width
+
+
 @dataclass
 class LoraFile:
     path: Path
@@ -109,6 +117,6 @@ def _check_context_width(name: str, shapes: dict[str, tuple[int, ...]], width: i
         is_down = ("lora_down" in k or "lora_A" in k) and len(shape) == 2
         if is_down and "attn2_to_k" in k and shape[1] != width:
             hint = {1024: " (SD 2.x)", 2048: " (SDXL)", 768: " (SD 1.5)"}.get(shape[1], "")
-            raise AdapterFileError(
+            raise ModelMismatchError(
                 f"{name}: made for a text-encoder width of {shape[1]}{hint}; this model "
-                f"uses {width}")
+                f"uses {width}", shape[1])

@@ -33,6 +33,10 @@ class Pipelines:
     dtype: torch.dtype
     sampler: str
     inpaint_is_separate: bool = False  # a 9-channel inpainting model with its own weights
+    # Images per pipeline call. CPU kernels are not batch-invariant (an image differs in the last
+    # bit with its batch mates) and batching buys nothing there, so CPU runs one image per call:
+    # every image then reproduces exactly from its seed alone. Accelerators batch.
+    max_batch: int = 1
     notices: list[str] = field(default_factory=list)
     load_seconds: float = 0.0
 
@@ -109,7 +113,12 @@ def load_pipelines(settings: Settings) -> Pipelines:
     with a notice that every result repeats."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     t0 = time.perf_counter()
+    diffusers_logging.disable_progress_bar()  # loading bars would interleave with ours
+    transformers_logging.disable_progress_bar()
     device, dtype = resolve_device(settings)
     notices: list[str] = []
     try:
@@ -122,7 +131,8 @@ def load_pipelines(settings: Settings) -> Pipelines:
     if settings.safety_checker and getattr(base, "safety_checker", None) is None:
         notices.append("safety checker requested (STYLUS_SAFETY_CHECKER=1) but this model has none")
     base.scheduler = make_scheduler(settings.scheduler, base.scheduler.config)
-    base.to(device)
+    if device != "cpu":  # already there; .to() would also re-cast and warn
+        base.to(device)
     base.set_progress_bar_config(disable=True)
     img2img = StableDiffusionImg2ImgPipeline.from_pipe(base)
     inpaint, separate = _inpaint_pipeline(settings, base, dtype, device, notices)
@@ -134,6 +144,7 @@ def load_pipelines(settings: Settings) -> Pipelines:
     return Pipelines(txt2img=base, img2img=img2img, inpaint=inpaint, label=label, preview=preview,
                      device=device, dtype=dtype, sampler=SAMPLER_NAMES[settings.scheduler],
                      inpaint_is_separate=separate, notices=notices,
+                     max_batch=1 if device == "cpu" else 8,
                      load_seconds=time.perf_counter() - t0)
 
 

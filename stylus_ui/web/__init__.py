@@ -13,7 +13,7 @@ from stylus_ui.web import render
 from stylus_ui.web.about_tab import build_about, full_status
 from stylus_ui.web.api import build_api
 from stylus_ui.web.assets import css, logo_svg
-from stylus_ui.web.catalog_tab import base_model_choices, build_catalog
+from stylus_ui.web.catalog_tab import build_catalog, initial_values
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.image_translation import build_image_translation
 from stylus_ui.web.inpainting import build_inpainting
@@ -37,12 +37,12 @@ def create_demo(engine) -> gr.Blocks:
             with gr.Tab("Inpainting", id="inpaint"):
                 build_inpainting(engine)
             with gr.Tab("Catalog", id="catalog"):
-                base_filter = build_catalog(engine)
+                catalog_widgets = build_catalog(engine)
             with gr.Tab("About / Settings", id="about"):
                 status = build_about(engine)
         build_api(engine)
-        demo.load(user_errors(lambda: (base_model_choices(engine), full_status(engine))), None,
-                  [base_filter, status], api_visibility="undocumented")
+        demo.load(user_errors(lambda: (*initial_values(engine), full_status(engine))), None,
+                  [*catalog_widgets, status], api_visibility="undocumented")
     demo.queue(default_concurrency_limit=2)
     return demo
 

@@ -16,8 +16,8 @@ STATUSES = ["all", "active", "blocked"]
 ANY = "any"
 
 
-def build_catalog(engine) -> gr.Dropdown:
-    """Builds the tab; returns the base-model filter so the app can fill it after start-up."""
+def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
+    """Builds the tab; returns the widgets the app fills after start-up (base models, first cards)."""
     with gr.Row():
         text = gr.Textbox(label="Search (name, id, tag, trigger word)", elem_id="catalog-search", scale=3)
         base = gr.Dropdown([ANY], value=ANY, label="Base model", allow_custom_value=True, scale=1)
@@ -54,7 +54,7 @@ def build_catalog(engine) -> gr.Dropdown:
     for name, blocked in (("block", True), ("unblock", False)):
         fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
                            [detail, *form, fields["status"]], api_visibility="undocumented")
-    return base
+    return base, results, summary
 
 
 FORM_KEYS = ["description", "category", "tags", "triggers", "weight", "nsfw", "character", "blocked", "notes"]
@@ -64,7 +64,7 @@ def build_edit_form() -> dict[str, Any]:
     with gr.Group():
         f = {
             "description": gr.Textbox(label="Description", lines=4, elem_id="catalog-edit-description"),
-            "category": gr.Dropdown(list(CATEGORIES), label="Category", elem_id="catalog-edit-category"),
+            "category": gr.Dropdown(list(CATEGORIES), value=None, label="Category", elem_id="catalog-edit-category"),
             "tags": gr.Textbox(label="Tags (comma separated)", elem_id="catalog-edit-tags"),
             "triggers": gr.Textbox(label="Trigger words (comma separated)", elem_id="catalog-edit-triggers"),
             "weight": gr.Number(label="Recommended weight (-2..2)", elem_id="catalog-edit-weight"),
@@ -199,6 +199,8 @@ def on_reindex(engine, progress=gr.Progress()):
     return f"**Index**: {render.esc(engine.reindex())}"
 
 
-def base_model_choices(engine) -> dict:
+def initial_values(engine) -> tuple[dict, list[list[Any]], str]:
+    """Base-model choices and the most downloaded cards, filled in when a page opens."""
     stats = engine.catalog_stats()
-    return gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY)
+    rows, summary = on_search(engine, "", ANY, ANY, [], "all")
+    return gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY), rows, summary

@@ -144,22 +144,23 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
 
 # ---- the mapping editor ------------------------------------------------------------------
 def build_mapping_editor(engine, mode: str):
-    with gr.Group(elem_classes=["stylus-mapping"]):
-        mapping = gr.Dataframe(headers=MAPPING_HEADERS, datatype=["str", "str", "str", "number"],
-                               value=[], type="array", interactive=True, label="Composer mapping "
-                               "(edit keyword or weight; clear an id to drop a row)",
-                               column_count=(4, "fixed"), row_count=(0, "dynamic"), elem_id=f"{mode}-mapping")
-        note = gr.Markdown(elem_id=f"{mode}-mapping-note")
-        with gr.Row():
-            remove_choice = gr.Dropdown([], label="Adapter to remove", elem_id=f"{mode}-remove-choice", scale=3)
-            remove_btn = gr.Button("Remove", elem_id=f"{mode}-remove", scale=1, size="sm")
-        with gr.Row():
-            search = gr.Textbox(label="Find a catalog adapter by name", elem_id=f"{mode}-add-search", scale=2)
+    mapping = gr.Dataframe(headers=MAPPING_HEADERS, datatype=["str", "str", "str", "number"],
+                           value=[], type="array", interactive=True, label="Composer mapping "
+                           "(edit keyword or weight; clear an id to drop a row)",
+                           column_count=(4, "fixed"), row_count=(0, "dynamic"), elem_id=f"{mode}-mapping")
+    note = gr.Markdown(elem_id=f"{mode}-mapping-note")
+    with gr.Accordion("Add or remove adapters", open=True, elem_classes=["stylus-mapping-tools"]):
+        with gr.Row(equal_height=True):
+            remove_choice = gr.Dropdown([], label="Adapter to remove", elem_id=f"{mode}-remove-choice", scale=4)
+            remove_btn = gr.Button("Remove", elem_id=f"{mode}-remove", scale=1, min_width=90)
+        with gr.Row(equal_height=True):
+            search = gr.Textbox(label="Find a catalog adapter (name, tag; Enter)", elem_id=f"{mode}-add-search",
+                                scale=2)
             found = gr.Dropdown([], label="Matches", elem_id=f"{mode}-add-choice", scale=3)
-        with gr.Row():
+        with gr.Row(equal_height=True):
             keyword = gr.Textbox(label="for keyword", elem_id=f"{mode}-add-keyword", scale=2)
-            weight = gr.Number(value=0.8, minimum=-2, maximum=2, step=0.05, label="weight", scale=1)
-            add_btn = gr.Button("Add to mapping", elem_id=f"{mode}-add", scale=1, size="sm")
+            weight = gr.Number(value=0.8, minimum=-2, maximum=2, step=0.05, label="weight", scale=1, min_width=90)
+            add_btn = gr.Button("Add to mapping", elem_id=f"{mode}-add", scale=1, min_width=90)
     widgets = dict(remove_choice=remove_choice, remove_btn=remove_btn, search=search, found=found,
                    keyword=keyword, weight=weight, add_btn=add_btn)
     return mapping, note, widgets
@@ -263,7 +264,7 @@ def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows:
         images.append(image_info(item, path, caption, request))
     baseline = save_png(result.baseline, out_dir) if result.baseline is not None else None
     state = {**(state or {}), "prompt": prompt, "images": images}
-    md = render.timings_markdown(result.timings, result.notices, result.preview_model)
+    md = render.timings_markdown(result.timings, result.notices)
     files = [i["path"] for i in images] + ([baseline] if baseline else [])
     return gallery, baseline, md, "", files, state
 

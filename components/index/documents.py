@@ -1,0 +1,90 @@
+"""What the index stores for one card: lexical documents, the dense text and filter facts.
+
+Each card gives
+- one lexical *card document*: name, lora file name, tags, trigger words, category, refined
+  description and keywords, and its example prompts (name/trigger words count twice),
+- one lexical *prompt document* per example prompt (scored separately, max per card: the
+  prompt a user writes usually resembles one example, not the average of all of them),
+- one short dense text (MiniLM reads 256 tokens at most; short texts embed fast),
+- the facts the retriever filters on.
+``index_hash`` changes whenever any of that changes (source, refined or curation).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from catalog.card import LOADABLE_TYPES, AdapterCard
+from components.prompt_text import terms
+
+MAX_DENSE_CHARS = 300
+INDEX_FORMAT = 1  # bump when documents change shape: every card is then re-indexed
+
+
+@dataclass
+class CardFacts:
+    """Per-card facts the retriever needs without opening the catalog."""
+    id: str
+    civitai_model_id: int | None
+    base_model: str
+    nsfw: bool
+    loadable: bool
+    character: bool
+    name_terms: list[str] = field(default_factory=list)  # words that name a character card
+    download_count: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CardDocuments:
+    facts: CardFacts
+    card_terms: list[str]
+    prompt_terms: list[list[str]]
+    dense_text: str
+    index_hash: str
+
+
+def _name_words(card: AdapterCard) -> list[str]:
+    text = " ".join([card.name, *card.effective_trigger_words()])
+    words = {w for w in re.split(r"[^\w]+|_", text.lower()) if len(w) >= 3 and not w.isdigit()}
+    return sorted(words)
+
+
+def dense_text(card: AdapterCard) -> str:
+    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:8]),
+             ", ".join(card.effective_trigger_words()[:5]), ", ".join(card.refined.keywords[:8])]
+    text = ". ".join(p.strip() for p in parts if p and p.strip())
+    return re.sub(r"[_()\[\]{}<>]", " ", text)[:MAX_DENSE_CHARS]
+
+
+def card_documents(card: AdapterCard) -> CardDocuments:
+    identity = [card.name, card.lora_name, *card.effective_trigger_words()]
+    fields = [*identity, *identity, *card.effective_tags(), card.effective_category(),
+              card.effective_description(), *card.refined.keywords]
+    prompts = [ex.prompt for ex in card.examples if ex.prompt.strip()]
+    card_terms = [t for text in [*fields, *prompts] for t in terms(text)]
+    prompt_terms = [t for t in (terms(p) for p in prompts) if t]
+    facts = CardFacts(
+        id=card.id, civitai_model_id=card.civitai_model_id, base_model=card.base_model,
+        nsfw=card.effective_nsfw(), loadable=card.adapter_type in LOADABLE_TYPES, character=card.is_character(),
+        name_terms=_name_words(card) if card.is_character() else [], download_count=card.download_count)
+    text = dense_text(card)
+    blob = json.dumps([INDEX_FORMAT, facts.to_dict(), card_terms, prompt_terms, text], ensure_ascii=False)
+    return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=prompt_terms, dense_text=text,
+                         index_hash=hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24])
+
+
+def field_terms(card: AdapterCard) -> dict[str, set[str]]:
+    """Terms per card field, for the evidence a candidate shows ("why was this retrieved")."""
+    return {
+        "name": set(terms(f"{card.name}, {card.lora_name}")),
+        "trigger_words": set(t for w in card.effective_trigger_words() for t in terms(w)),
+        "tags": set(t for w in card.effective_tags() for t in terms(w)),
+        "keywords": set(t for w in card.refined.keywords for t in terms(w)),
+        "description": set(terms(card.effective_description())),
+        "examples": set(t for ex in card.examples for t in terms(ex.prompt)),
+    }

@@ -1,0 +1,101 @@
+"""A sparse BM25 index (scipy CSR) that updates in place: one edited card costs milliseconds.
+
+Term counts are kept per document, so adding/removing documents only re-derives the BM25
+weights (one vectorised pass over the non-zeros) instead of re-tokenising the corpus.
+Scoring is a sum of the query terms' rows of a term-major matrix: a few ms at 340K documents.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+K1, B = 1.2, 0.75  # Lucene defaults; k1/b variations moved dev recall by under 0.005
+
+
+class SparseBM25:
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self.counts = sp.csr_matrix((0, 0), dtype=np.float32)  # documents x terms
+        self.owners = np.zeros(0, dtype=object)  # card id of each document
+        self._weights: sp.csr_matrix | None = None  # terms x documents, BM25 weights
+
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+    # ---- updates --------------------------------------------------------------------
+    def replace(self, remove_owners: set[str], docs: list[tuple[str, list[str]]]) -> None:
+        """Drop every document of ``remove_owners`` then add ``docs`` as (owner id, terms)."""
+        keep = np.fromiter((o not in remove_owners for o in self.owners), bool, len(self.owners))
+        counts = self.counts[np.flatnonzero(keep)] if remove_owners else self.counts
+        rows, cols, vals = [], [], []
+        for i, (_, doc_terms) in enumerate(docs):
+            uniq, n = np.unique(np.asarray([self.vocab.setdefault(t, len(self.vocab)) for t in doc_terms],
+                                           dtype=np.int64), return_counts=True)
+            rows.append(np.full(len(uniq), i))
+            cols.append(uniq)
+            vals.append(n)
+        width = len(self.vocab)
+        added = sp.csr_matrix(
+            (np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, np.float32),
+             (np.concatenate(rows) if rows else np.zeros(0, int), np.concatenate(cols) if cols else np.zeros(0, int))),
+            shape=(len(docs), width))
+        counts = counts.copy()
+        counts.resize((counts.shape[0], width))
+        self.counts = sp.vstack([counts, added], format="csr")
+        self.owners = np.concatenate([self.owners[keep] if remove_owners else self.owners,
+                                      np.array([o for o, _ in docs], dtype=object)])
+        self._weights = None
+
+    def _weigh(self) -> sp.csr_matrix:
+        if self._weights is None:
+            tf = self.counts.tocoo()
+            n_docs, n_terms = self.counts.shape
+            lengths = np.asarray(self.counts.sum(axis=1)).ravel()
+            avg = lengths.mean() if n_docs else 1.0
+            df = np.bincount(tf.col, minlength=n_terms)
+            idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+            denom = tf.data + K1 * (1 - B + B * lengths[tf.row] / max(avg, 1e-9))
+            w = (tf.data * (K1 + 1) / denom * idf[tf.col]).astype(np.float32)
+            self._weights = sp.csr_matrix((w, (tf.col, tf.row)), shape=(n_terms, n_docs))
+        return self._weights
+
+    # ---- queries --------------------------------------------------------------------
+    def scores(self, query_terms: list[str]) -> np.ndarray:
+        """BM25 score of every document (each distinct query term counts once)."""
+        ids = sorted({self.vocab[t] for t in query_terms if t in self.vocab})
+        if not ids or len(self) == 0:
+            return np.zeros(len(self), dtype=np.float32)
+        return np.asarray(self._weigh()[ids].sum(axis=0), dtype=np.float32).ravel()
+
+    def known(self, query_terms: list[str]) -> list[str]:
+        return [t for t in query_terms if t in self.vocab]
+
+    # ---- persistence ----------------------------------------------------------------
+    def save(self, directory: Path, name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f"{name}.tmp.npz"
+        np.savez(tmp, data=self.counts.data, indices=self.counts.indices, indptr=self.counts.indptr,
+                 shape=np.asarray(self.counts.shape), owners=self.owners.astype(str))
+        tmp.replace(directory / f"{name}.npz")
+        vocab_tmp = directory / f"{name}.vocab.tmp.json"
+        terms = [""] * len(self.vocab)
+        for t, i in self.vocab.items():
+            terms[i] = t
+        vocab_tmp.write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        vocab_tmp.replace(directory / f"{name}.vocab.json")
+
+    @classmethod
+    def load(cls, directory: Path, name: str) -> "SparseBM25":
+        index = cls()
+        path = directory / f"{name}.npz"
+        if not path.exists():
+            return index
+        with np.load(path, allow_pickle=False) as z:
+            index.counts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+            index.owners = z["owners"].astype(object)
+        terms = json.loads((directory / f"{name}.vocab.json").read_text(encoding="utf-8"))
+        index.vocab = {t: i for i, t in enumerate(terms)}
+        return index

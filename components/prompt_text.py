@@ -1,0 +1,58 @@
+"""Prompt text as retrieval terms: A1111 syntax stripped, words, bigrams and tag phrases.
+
+Real prompts are "tag soup" (``masterpiece, (school uniform:1.2), <lora:x:0.8>``). One prompt
+becomes three kinds of terms, all lower case:
+- words (``school``, ``uniform``; ``_`` splits words like a space does),
+- bigrams inside one comma-separated phrase (``school_uniform``),
+- whole phrases (``#school uniform``), which carry a creator's tag vocabulary.
+Measured on the dev split (per-example-prompt BM25): words R@10 0.76, + bigrams 0.79,
++ phrases 0.80 (see bench/retrieval.py).
+"""
+from __future__ import annotations
+
+import re
+
+_NETWORK_TAG = re.compile(r"<\s*(?:lora|lyco|lycoris|locon|hypernet)\s*:[^>]*>", re.I)
+_ANY_ANGLE = re.compile(r"<[^<>]{0,200}>")
+_WEIGHT = re.compile(r":\s*-?\d+(?:\.\d+)?")
+_PHRASE_SPLIT = re.compile(r"[,()\[\]{}|\n;.!?]+|\bBREAK\b|\bAND\b")
+_WORD_SPLIT = re.compile(r"[^\w]+|_", re.U)
+MAX_PROMPT_CHARS = 4000  # longer prompts are cut: CLIP reads 77 tokens, retrieval needs no more
+MAX_PHRASE_WORDS = 6  # longer "phrases" are sentences: words and bigrams cover them
+
+
+def strip_syntax(prompt: str) -> str:
+    """Prompt without network tags (``<lora:NAME:W>``) and attention weights (``(x:1.2)``)."""
+    text = _NETWORK_TAG.sub(" , ", prompt[:MAX_PROMPT_CHARS])
+    text = _ANY_ANGLE.sub(" , ", text)
+    return _WEIGHT.sub(" ", text)
+
+
+def phrases(prompt: str) -> list[list[str]]:
+    """Comma/bracket-separated phrases of a prompt, each as its list of lower-case words."""
+    out = []
+    for chunk in _PHRASE_SPLIT.split(strip_syntax(prompt)):
+        words = [w for w in _WORD_SPLIT.split(chunk.lower()) if w]
+        if words:
+            out.append(words)
+    return out
+
+
+def phrase_key(words: list[str]) -> str:
+    return "#" + " ".join(words)
+
+
+def terms(text: str) -> list[str]:
+    """Retrieval terms of a prompt or card field: words + in-phrase bigrams + phrase keys."""
+    out: list[str] = []
+    for words in phrases(text):
+        out.extend(words)
+        out.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
+        if len(words) <= MAX_PHRASE_WORDS:
+            out.append(phrase_key(words))
+    return out
+
+
+def display_term(term: str) -> str:
+    """A term as a user reads it (evidence): ``school_uniform`` -> ``school uniform``."""
+    return term.lstrip("#").replace("_", " ")

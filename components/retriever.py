@@ -1,0 +1,227 @@
+"""Hybrid retrieval: the adapters whose examples and card match a prompt, with evidence.
+
+Score of a card (each signal divided by its best value for this query, then summed):
+  1.00 x best BM25 match among its example prompts   (users write prompts like the examples)
+  0.05 x mean BM25 match over its example prompts
+  0.30 x BM25 match of its card document             (name, tags, triggers, refined text, prompts)
+  0.10 x MiniLM cosine of prompt and card text       (top 300 from chromadb)
+Weights tuned on the dev split (bench/retrieval.py prints the comparison). Then filters
+(base model, NSFW, blocked - not indexed at all -, unloadable types, characters/real persons
+unless the prompt names one), one card per Civitai model (its best version), top-K.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from catalog.card import AdapterCard
+from catalog.settings import Settings
+from components.encoder import Embedder, make_embedder
+from components.index.card_index import CardIndex, IndexReport
+from components.index.documents import field_terms
+from components.prompt_text import MAX_PROMPT_CHARS, display_term, strip_syntax, terms
+from components.types import Candidate, RetrievalResult, StylusError
+
+CharacterPolicy = Literal["named", "all", "none"]
+CHARACTER_POLICIES = ("named", "all", "none")
+CARD_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class Filters:
+    base_model: str | None = "SD 1.5"  # None: any base model
+    allow_nsfw: bool = False
+    loadable_only: bool = True
+    characters: CharacterPolicy = "named"  # named: only characters the prompt names
+    one_per_model: bool = True  # show the best version of each Civitai model once
+
+    def __post_init__(self) -> None:
+        if self.characters not in CHARACTER_POLICIES:
+            raise StylusError(f"character filter {self.characters!r} is not one of {', '.join(CHARACTER_POLICIES)}")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    prompt_max: float = 1.0
+    prompt_mean: float = 0.05
+    card: float = 0.3
+    dense: float = 0.1
+    dense_pool: int = 300
+
+    @classmethod
+    def lexical_only(cls) -> "Fusion":
+        return cls(dense=0.0)
+
+    @classmethod
+    def dense_only(cls) -> "Fusion":
+        return cls(prompt_max=0.0, prompt_mean=0.0, card=0.0, dense=1.0, dense_pool=2000)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    top = float(x.max()) if x.size else 0.0
+    return x / top if top > 0 else x
+
+
+class Retriever:
+    def __init__(self, settings: Settings, store, embedder: Embedder | None = None,
+                 filters: Filters | None = None, fusion: Fusion | None = None, update: bool = True):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder or make_embedder(settings)
+        self.filters = filters or Filters(base_model=settings.base_model_filter or None,
+                                          allow_nsfw=settings.allow_nsfw)
+        self.fusion = fusion or Fusion()
+        self.index = CardIndex(settings, self.embedder)
+        self._cards: OrderedDict[str, tuple[AdapterCard, dict[str, set[str]]]] = OrderedDict()
+        self.last_report: IndexReport | None = None
+        if update:
+            self.last_report = self.index.update(store)
+        self._arrange()
+
+    def refresh(self) -> str:
+        """Bring the index up to date with the catalog (incremental); returns a summary line."""
+        self.last_report = self.index.update(self.store)
+        self._cards.clear()
+        self._arrange()
+        return self.last_report.summary()
+
+    # ---- arrays over the indexed cards ---------------------------------------------------
+    def _arrange(self) -> None:
+        facts = list(self.index.facts.values())
+        self.ids = [f.id for f in facts]
+        self._pos = pos = {k: i for i, k in enumerate(self.ids)}
+        self._base = np.array([f.base_model for f in facts], dtype=object)
+        self._nsfw = np.array([f.nsfw for f in facts], dtype=bool)
+        self._loadable = np.array([f.loadable for f in facts], dtype=bool)
+        self._character = np.array([f.character for f in facts], dtype=bool)
+        self._group = np.array([f"m{f.civitai_model_id}" if f.civitai_model_id is not None else f.id
+                                for f in facts], dtype=object)
+        self._names: dict[str, list[int]] = {}
+        for i, f in enumerate(facts):
+            for word in f.name_terms:
+                self._names.setdefault(word, []).append(i)
+        owners = np.array([pos[o] for o in self.index.prompts.owners], dtype=np.int64)
+        self._prompt_order = np.argsort(owners, kind="stable")
+        sorted_owners = owners[self._prompt_order]
+        self._prompt_starts = np.r_[0, np.flatnonzero(np.diff(sorted_owners)) + 1] if len(owners) else np.zeros(0, int)
+        self._prompt_cards = sorted_owners[self._prompt_starts] if len(owners) else np.zeros(0, int)
+        self._prompt_counts = np.diff(np.r_[self._prompt_starts, len(owners)])
+        self._card_pos = np.array([pos[o] for o in self.index.cards.owners], dtype=np.int64)
+
+    # ---- scoring ---------------------------------------------------------------------
+    def _signals(self, query_terms: list[str], dense_text: str, fusion: Fusion) -> dict[str, np.ndarray]:
+        n = len(self.ids)
+        out = {k: np.zeros(n, dtype=np.float32) for k in ("prompt_max", "prompt_mean", "card", "dense")}
+        if (fusion.prompt_max or fusion.prompt_mean) and len(self._prompt_order):
+            s = self.index.prompts.scores(query_terms)[self._prompt_order]
+            out["prompt_max"][self._prompt_cards] = np.maximum.reduceat(s, self._prompt_starts)
+            out["prompt_mean"][self._prompt_cards] = np.add.reduceat(s, self._prompt_starts) / self._prompt_counts
+        if fusion.card and len(self._card_pos):
+            out["card"][self._card_pos] = self.index.cards.scores(query_terms)
+        if fusion.dense and dense_text:
+            for card_id, sim in self.index.dense_scores(dense_text, fusion.dense_pool):
+                i = self._pos.get(card_id)
+                if i is not None:
+                    out["dense"][i] = max(sim, 0.0)
+        return out
+
+    def _allowed(self, filters: Filters, query_terms: list[str]) -> np.ndarray:
+        ok = np.ones(len(self.ids), dtype=bool)
+        if filters.base_model:
+            ok &= (self._base == filters.base_model) | (self._base == "unknown")
+        if not filters.allow_nsfw:
+            ok &= ~self._nsfw
+        if filters.loadable_only:
+            ok &= self._loadable
+        if filters.characters != "all":
+            person_ok = ~self._character
+            if filters.characters == "named":
+                person_ok[[i for t in set(query_terms) for i in self._names.get(t, ())]] = True
+            ok &= person_ok
+        return ok
+
+    def rank(self, prompt: str, top_k: int, filters: Filters | None = None,
+             fusion: Fusion | None = None) -> list[tuple[int, float, dict[str, float]]]:
+        """(card position, fused score, per-signal scores) of the best ``top_k`` cards."""
+        filters, fusion = filters or self.filters, fusion or self.fusion
+        query_terms = terms(prompt)
+        if not self.ids or not prompt.strip():
+            return []
+        dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:1000]
+        signals = self._signals(query_terms, dense_text, fusion)
+        fused = sum(getattr(fusion, k) * _unit(v) for k, v in signals.items() if getattr(fusion, k))
+        fused = np.where(self._allowed(filters, query_terms) & (fused > 0), fused, -np.inf)
+        want = min(len(fused), top_k * (3 if filters.one_per_model else 1))
+        while True:
+            top = np.argpartition(-fused, want - 1)[:want] if want < len(fused) else np.arange(len(fused))
+            top = top[np.argsort(-fused[top], kind="stable")]
+            top = top[np.isfinite(fused[top])]
+            chosen, seen = [], set()
+            for i in top:
+                if filters.one_per_model:
+                    if self._group[i] in seen:
+                        continue
+                    seen.add(self._group[i])
+                chosen.append(int(i))
+                if len(chosen) == top_k:
+                    break
+            if len(chosen) == top_k or want >= len(fused) or len(top) < want:
+                break
+            want = min(len(fused), want * 4)
+        return [(i, float(fused[i]), {k: round(float(v[i]), 4) for k, v in signals.items()}) for i in chosen]
+
+    # ---- candidates with evidence --------------------------------------------------------
+    def _card(self, card_id: str) -> tuple[AdapterCard, dict[str, set[str]]] | None:
+        hit = self._cards.get(card_id)
+        if hit is not None:
+            self._cards.move_to_end(card_id)
+            return hit
+        card = self.store.find(card_id)
+        if card is None:
+            return None
+        entry = (card, field_terms(card))
+        self._cards[card_id] = entry
+        if len(self._cards) > CARD_CACHE:
+            self._cards.popitem(last=False)
+        return entry
+
+    def retrieve(self, prompt: str, top_k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
+        start = time.perf_counter()
+        if not isinstance(prompt, str):
+            raise StylusError(f"prompt must be text, not {type(prompt).__name__}")
+        top_k = self.settings.top_k if top_k is None else top_k
+        if top_k < 1:
+            raise StylusError(f"top_k={top_k} must be at least 1")
+        notices = []
+        if not prompt.strip():
+            return RetrievalResult(prompt, [], 0.0, ["the prompt is empty: type what the image should show"])
+        if len(prompt) > MAX_PROMPT_CHARS:
+            notices.append(f"the prompt has {len(prompt):,} characters; only the first {MAX_PROMPT_CHARS:,} were used")
+        if not self.ids:
+            notices.append("the retrieval index is empty: import adapters, then run `catalog index`")
+        query = set(terms(prompt))
+        candidates = []
+        for rank, (i, score, signals) in enumerate(self.rank(prompt, top_k, filters), start=1):
+            entry = self._card(self.ids[i])
+            if entry is None:
+                continue  # deleted since the index was updated
+            card, fields = entry
+            evidence = {f: _dedupe([display_term(t) for t in query & field_set])[:12]
+                        for f, field_set in fields.items() if query & field_set}
+            candidates.append(Candidate(card=card, score=round(score, 4), rank=rank, evidence=evidence,
+                                        scores=signals))
+        return RetrievalResult(prompt, candidates, time.perf_counter() - start, notices)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    """Longest terms first, without words already inside a longer matched phrase."""
+    out: list[str] = []
+    for item in sorted(set(items), key=lambda s: (-len(s), s)):
+        if not any(item in longer.split() or item == longer for longer in out):
+            out.append(item)
+    return out

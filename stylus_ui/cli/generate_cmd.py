@@ -1,0 +1,99 @@
+"""``generate``: retrieve -> compose -> generate a grid of masked variants, and save it."""
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime
+from pathlib import Path
+
+from stylus_ui.cli.common import add_common, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="select adapters for a prompt and generate images",
+                       description="Retrieve and compose adapters for PROMPT, then generate a grid "
+                                   "of masked variants plus a baseline without adapters. Writes the "
+                                   "grid, one PNG per image (A1111 'parameters' metadata) and a "
+                                   "JSON summary.")
+    p.add_argument("prompt")
+    p.add_argument("--mode", choices=("txt2img", "img2img", "inpaint"), default="txt2img")
+    p.add_argument("--image", metavar="FILE", help="init image (img2img, inpaint)")
+    p.add_argument("--mask", metavar="FILE", help="mask image, white = repaint (inpaint)")
+    p.add_argument("--strength", type=float, default=0.75, help="img2img/inpaint strength (0, 1]")
+    p.add_argument("--n", type=int, default=4, help="number of images (1-16, default 4)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 20; 4 on the preview model)")
+    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--size", type=int, default=None, help="width = height (default 512; 64 on the preview model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--masks", dest="mask_strategy", default="one_hot_loras",
+                   choices=("all", "one_hot_loras", "one_hot_concepts"))
+    p.add_argument("--no-baseline", action="store_true", help="skip the image without adapters")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: output_dir/<time>)")
+    p.add_argument("--model", metavar="ID_OR_PATH", default=None,
+                   help="hub id, diffusers folder, .safetensors checkpoint, random:sd15-full; "
+                        "empty = untrained preview model")
+    p.add_argument("--scheduler", choices=("euler", "ddim", "dpm"), default=None)
+    add_common(p)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from components.engine import StylusEngine
+    from components.generator import save_result
+    from components.types import GenerationRequest
+
+    settings = settings_from_args(args, model=args.model, scheduler=args.scheduler)
+    preview = not settings.model
+    engine = StylusEngine(settings)
+    t0 = time.perf_counter()
+    retrieval, comp = engine.select(args.prompt)
+    t_select = time.perf_counter() - t0
+    _print_composition(comp)
+    size = args.size or (64 if preview else 512)
+    request = GenerationRequest(
+        prompt=args.prompt, negative_prompt=args.negative, mode=args.mode, init_image=args.image,
+        mask_image=args.mask, strength=args.strength, steps=args.steps or (4 if preview else 20),
+        guidance=args.guidance, width=size, height=size, seed=args.seed, num_images=args.n,
+        mask_strategy=args.mask_strategy, composition=comp, include_baseline=not args.no_baseline)
+    bar = tqdm(total=0, unit="step", desc="denoising", leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = engine.generate(request, progress=progress)
+    finally:
+        bar.close()
+    result.timings = {"retrieve+compose": t_select, **result.timings}
+    out = Path(args.out) if args.out else Path(settings.output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    summary = save_result(result, out, extra={"prompt": args.prompt, "composition": _comp_dict(comp),
+                                              "retrieved": len(retrieval.candidates)})
+    if result.preview_model:
+        print("NOTE: images come from the untrained preview model (random weights, noise-like "
+              "pictures); set --model or STYLUS_MODEL to a real SD-1.5 model for real images.")
+    for notice in result.notices:
+        print(f"  notice: {notice}")
+    for row in summary["images"]:
+        print(f"  {row['path']}")
+    print(f"grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
+    print("timings: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
+    return 0
+
+
+def _print_composition(comp) -> None:
+    print(f"composer: {comp.composer}")
+    for topic in comp.topics:
+        names = ", ".join(f"{a.name} ({a.card_id}, {a.weight:g})" for a in topic.adapters) or "-"
+        print(f"  {' + '.join(topic.keywords)}: {names}")
+
+
+def _comp_dict(comp) -> dict:
+    return {"composer": comp.composer, "unassigned": comp.unassigned,
+            "topics": [{"keywords": t.keywords,
+                        "adapters": [{"id": a.card_id, "name": a.name, "weight": a.weight}
+                                     for a in t.adapters]} for t in comp.topics]}
