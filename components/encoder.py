@@ -92,13 +92,15 @@ class LiteLLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import litellm
+        from openai import OpenAIError  # every litellm exception derives from it
+
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = [t if t.strip() else " " for t in texts[start:start + self.batch_size]]
             try:
                 response = litellm.embedding(model=self.model, input=batch, api_base=self.api_base,
                                              api_key=self.api_key, timeout=self.timeout)
-            except litellm.exceptions.APIError as exc:
+            except OpenAIError as exc:
                 raise StylusError(f"embedding model {self.name!r} failed: {exc}") from exc
             rows.extend(item["embedding"] for item in response.data)
         if not rows:

@@ -28,17 +28,24 @@ class StylusEngine:
     @cached_property
     def store(self) -> CatalogStore:
         from catalog.starter import open_catalog
-        return open_catalog(self.settings)
+        return self._once("store", lambda: open_catalog(self.settings))
 
     @cached_property
     def retriever(self):
         from .retriever import Retriever
-        return Retriever(self.settings, self.store)
+        return self._once("retriever", lambda: Retriever(self.settings, self.store))
 
     @cached_property
     def generator(self):
         from .generator import Generator
-        return Generator(self.settings)
+        return self._once("generator", lambda: Generator(self.settings))
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        """Build a part once even when two requests (web app threads) ask for it together."""
+        with self._lock:
+            if name not in self.__dict__:
+                self.__dict__[name] = build()
+            return self.__dict__[name]
 
     # ---- the method ---------------------------------------------------------------
     def retrieve(self, prompt: str, top_k: int | None = None) -> RetrievalResult:

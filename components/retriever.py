@@ -30,6 +30,8 @@ from components.types import Candidate, RetrievalResult, StylusError
 CharacterPolicy = Literal["named", "all", "none"]
 CHARACTER_POLICIES = ("named", "all", "none")
 CARD_CACHE = 4096
+DENSE_QUERY_CHARS = 200  # ~50 tokens: the query embedding stays a few ms on a CPU
+COMMON_NAME_WORD = 12  # a name word shared by more character cards than this names nobody
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class Retriever:
         for i, f in enumerate(facts):
             for word in f.name_terms:
                 self._names.setdefault(word, []).append(i)
+        # words in many character names ("lora", "girl", "outfit", "genshin") name nobody
+        common = max(COMMON_NAME_WORD, int(0.002 * len(facts)))
+        self._names = {w: v for w, v in self._names.items() if len(v) <= common}
         owners = np.array([pos[o] for o in self.index.prompts.owners], dtype=np.int64)
         self._prompt_order = np.argsort(owners, kind="stable")
         sorted_owners = owners[self._prompt_order]
@@ -152,7 +157,7 @@ class Retriever:
         query_terms = terms(prompt)
         if not self.ids or not prompt.strip():
             return []
-        dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:1000]
+        dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
         signals = self._signals(query_terms, dense_text, fusion)
         fused = sum(getattr(fusion, k) * _unit(v) for k, v in signals.items() if getattr(fusion, k))
         fused = np.where(self._allowed(filters, query_terms) & (fused > 0), fused, -np.inf)

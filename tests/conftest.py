@@ -76,3 +76,20 @@ def tiny_generator(gen_settings):
     gen = Generator(gen_settings)
     gen.pipelines()
     return gen
+
+
+# ---- retrieval (issue 3): one MiniLM per session, a deterministic fake embedder ----
+@pytest.fixture(scope="session")
+def minilm():
+    """The bundled all-MiniLM-L6-v2 embedder, loaded once per test session."""
+    from components.encoder import SentenceTransformerEmbedder
+    embedder = SentenceTransformerEmbedder("minilm")
+    embedder.embed(["warm up"])
+    return embedder
+
+
+@pytest.fixture
+def hash_embedder():
+    """A tiny deterministic embedder (bag of hashed words, 32-d) for index mechanics."""
+    from tests.retrieval_helpers import HashEmbedder
+    return HashEmbedder()

@@ -170,6 +170,7 @@ def test_inpainting_with_a_mask_drawn_on_the_canvas(app):
     for f in (0.45, 0.55, 0.65):
         page.mouse.move(box["x"] + box["width"] * f, box["y"] + box["height"] * 0.7, steps=5)
     page.mouse.up()
+    page.wait_for_timeout(1500)  # the editor commits the stroke to its value asynchronously
     page.locator("#inpaint-run").click()
     wait_for_gallery(page, "inpaint", 4)
     shot(page, "inpainting")

@@ -18,7 +18,7 @@ def test_assigns_adapters_to_their_topics_and_reports_unassigned():
     cands = [cand(card("bus", "Tour Bus", tags=["vehicle"])), cand(card("city", "Cyber City"), 0.9)]
     comp = compose("A white tour bus on a street in a city.", cands)
     assert chosen(comp) == ["bus", "city"]
-    assert comp.topics[0].keywords == ["white tour bus"]
+    assert comp.topics[0].keywords == ["tour bus"]  # the segmenter follows the paper: colour apart
     assert "street" in comp.unassigned
     assert comp.composer == "offline" and comp.seconds >= 0
     assert all(t.adapters[0].reason for t in comp.topics)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from components.composer.tagger import Model, load_model, spans
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -53,11 +55,6 @@ STOPWORDS = (ARTICLES | PREPOSITIONS | CONJUNCTIONS | PRONOUNS | AUXILIARIES | Q
              | FRAMING | GENERIC_VERBS | VERBS_3RD)
 COLOURS = _words("white black red blue green yellow orange pink purple brown gray grey silver gold "
                  "golden beige tan teal cyan magenta violet maroon navy turquoise blond blonde")
-# words ending in -ing that are nouns or fixed modifiers, not actions
-ING_NOUNS = _words("living dining parking building clothing ceiling painting drawing wedding evening "
-                   "morning ring king wing string spring swing thing pudding icing frosting topping "
-                   "stuffing bedding railing siding lighting landing crossing sailing skiing surfing "
-                   "boarding clearing sling")
 # quality / rendering boilerplate of tag-soup prompts: never a topic
 BOILERPLATE = frozenset({
     "masterpiece", "best quality", "high quality", "highest quality", "top quality", "good quality",
@@ -154,28 +151,30 @@ def _strip_boilerplate(clause: list[tuple[str, int, int]]) -> list[tuple[str, in
     return clause
 
 
-def _chunk(clause: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
-    """Noun phrases of a caption clause (see module docstring for the conventions)."""
-    chunks: list[list[tuple[str, int, int]]] = []
-    cur: list[tuple[str, int, int]] = []
-    for i, tok in enumerate(clause):
-        low = tok[0].lower()
-        nxt = clause[i + 1][0].lower() if i + 1 < len(clause) else ""
-        if low == "and" and cur and cur[-1][0].lower() in COLOURS and nxt in COLOURS:
-            cur.append(tok)  # "black and white cat" stays one topic
-            continue
-        if low in STOPWORDS or low in BOILERPLATE:
-            if cur:
-                chunks.append(cur)
-            cur = []
-            continue
-        if low.endswith("ing") and len(low) > 4 and low not in ING_NOUNS and cur:
-            chunks.append(cur)  # "dog | eating treat"
-            cur = []
-        cur.append(tok)
-    if cur:
-        chunks.append(cur)
-    return chunks
+def caption_words(clauses: list[list[tuple[str, int, int]]]) -> tuple[list[tuple[str, int, int]], list[bool]]:
+    """The words of a caption's clauses in order, and for each whether a clause starts there."""
+    words: list[tuple[str, int, int]] = []
+    breaks: list[bool] = []
+    for clause in clauses:
+        for k, tok in enumerate(clause):
+            words.append(tok)
+            breaks.append(k == 0)
+    return words, breaks
+
+
+def _tagged(clauses: list[list[tuple[str, int, int]]], model: Model) -> list[list[tuple[str, int, int]]]:
+    """Topics of caption clauses as the learned tagger marks them (see ``tagger.py``)."""
+    words, breaks = caption_words(clauses)
+    tags = model.decode([w[0] for w in words], breaks)
+    found = spans(tags)
+    covered = {i for a, b in found for i in range(a, b)}
+    for i, (text, _, _) in enumerate(words):  # keep a noun the tagger dropped ("people")
+        low = text.lower()
+        run_end = i + 1 == len(words) or breaks[i + 1] or words[i + 1][0].lower() in STOPWORDS
+        if (i not in covered and run_end and low not in STOPWORDS and low not in COLOURS
+                and not low.endswith("ing") and text[0].isalpha()):
+            found.append((i, i + 1))
+    return [words[a:b] for a, b in sorted(found)]
 
 
 def _make(prompt: str, toks: list[tuple[str, int, int]]) -> Segment | None:
@@ -186,29 +185,37 @@ def _make(prompt: str, toks: list[tuple[str, int, int]]) -> Segment | None:
     return Segment(text=prompt[start:end], words=words, start=start, end=end)
 
 
-def segment(prompt: str) -> list[Segment]:
-    """Topics of ``prompt`` in order, each distinct set of words once."""
+def segment(prompt: str, *, tagger: Model | None = None) -> list[Segment]:
+    """Topics of ``prompt`` in order, each distinct set of words once.
+
+    Tag-soup items of up to four words stay whole; sentences go through the learned tagger
+    (``tagger`` replaces the shipped model, for held-out evaluation).
+    """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    model = tagger if tagger is not None else load_model()
     soup = is_tag_soup(prompt)
-    out: list[Segment] = []
-    seen: set[frozenset[str]] = set()
+    pieces: list[list[tuple[str, int, int]]] = []
+    sentence: list[list[tuple[str, int, int]]] = []
     for clause in _clauses(_tokens(prompt)):
         clause = _strip_boilerplate(clause)
-        if not clause:
-            continue
-        text = " ".join(t[0].lower() for t in clause)
-        if text in BOILERPLATE:
+        if not clause or " ".join(t[0].lower() for t in clause) in BOILERPLATE:
             continue
         if soup and len(clause) <= 4:
             while clause and clause[0][0].lower() in ARTICLES | QUANTITIES:
                 clause = clause[1:]
-            pieces = [clause] if clause else []  # a tag: keep "looking at viewer" whole
+            pieces += [clause] if clause else []  # a tag: keep "looking at viewer" whole
+        elif soup:
+            pieces += _tagged([clause], model)
         else:
-            pieces = _chunk(clause)
-        for piece in pieces:
-            seg = _make(prompt, piece)
-            if seg is not None and frozenset(seg.words) not in seen:
-                seen.add(frozenset(seg.words))
-                out.append(seg)
+            sentence.append(clause)
+    pieces += _tagged(sentence, model) if sentence else []
+    pieces.sort(key=lambda p: p[0][1])
+    out: list[Segment] = []
+    seen: set[frozenset[str]] = set()
+    for piece in pieces:
+        seg = _make(prompt, piece)
+        if seg is not None and frozenset(seg.words) not in seen:
+            seen.add(frozenset(seg.words))
+            out.append(seg)
     return out

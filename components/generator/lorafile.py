@@ -6,11 +6,13 @@ file and the reason instead of failing deep inside the loader.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from catalog.lora_file import (SafetensorsHeader, base_family, detect_adapter_type,
+                               detect_base_model, sha256_file)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -38,11 +40,7 @@ class LoraFile:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest().upper()
+    return sha256_file(path)
 
 
 def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) -> LoraFile:
@@ -72,7 +70,7 @@ def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) 
                                f"{type(exc).__name__}: {str(exc)[:120]})") from exc
     if not shapes:
         raise AdapterFileError(f"{path.name}: holds no tensors")
-    fmt = classify_keys(path.name, shapes, cross_attention_dim)
+    fmt = classify_keys(path.name, shapes, cross_attention_dim, metadata)
     return LoraFile(path=path, shapes=shapes, format=fmt, state_dict=state, metadata=metadata)
 
 
@@ -85,21 +83,22 @@ def _safetensors_shapes(path: Path, metadata: dict[str, str]) -> dict[str, tuple
         return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
-def classify_keys(name: str, state: dict[str, tuple[int, ...]], cross_attention_dim: int) -> str:
-    """Return the format, or raise with the reason the file is not an SD-1.5 LoRA for this model."""
-    keys = list(state)
-    joined = "\n".join(keys[:5000])
-    if "hada_w1" in joined:
-        raise AdapterFileError(f"{name}: LoHa adapter (hada_* keys); diffusers cannot load LoHa")
-    if "lokr_w1" in joined:
-        raise AdapterFileError(f"{name}: LoKr adapter (lokr_* keys); diffusers cannot load LoKr")
-    if "lora_te1_" in joined or "lora_te2_" in joined or "text_encoder_2" in joined \
-            or "add_embedding" in joined or "input_blocks_" in joined and "lora_unet_" in joined:
-        raise AdapterFileError(f"{name}: SDXL LoRA (two text encoders); this pipeline is SD 1.5")
-    if "dora_scale" in joined or "lora_magnitude_vector" in joined:
+def classify_keys(name: str, state: dict[str, tuple[int, ...]], cross_attention_dim: int,
+                  metadata: dict[str, str] | None = None) -> str:
+    """Return the format, or raise with the reason the file is not an SD-1.5 LoRA for this model.
+
+    Type and base model come from the catalog's key/shape detection, so import and load agree.
+    """
+    adapter_type = detect_adapter_type(state)
+    if adapter_type in ("LoHa", "LoKr"):
+        raise AdapterFileError(f"{name}: {adapter_type} adapter; diffusers cannot load {adapter_type}")
+    if adapter_type == "DoRA":
         raise AdapterFileError(f"{name}: DoRA adapter (dora_scale/magnitude keys); not supported here")
-    lora_keys = [k for k in keys if "lora" in k.lower()]
-    if not lora_keys:
+    base, evidence = detect_base_model(SafetensorsHeader(metadata=metadata or {}, shapes=state))
+    if base_family(base) == "SDXL":
+        raise AdapterFileError(f"{name}: SDXL LoRA ({evidence}); this pipeline is SD 1.5")
+    keys = list(state)
+    if adapter_type == "other" and not any("lora" in k.lower() for k in keys):
         raise AdapterFileError(f"{name}: no LoRA keys (first keys: {', '.join(keys[:3])}); "
                                f"not a LoRA file")
     _check_context_width(name, state, cross_attention_dim)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,16 +49,20 @@ def catalog_state(hashes: dict[str, str]) -> str:
 
 
 class CardIndex:
-    def __init__(self, settings: Settings, embedder: Embedder):
+    def __init__(self, settings: Settings, embedder: Embedder, allow_other_model: bool = False):
+        """``allow_other_model``: open an index of another model only to :meth:`rebuild` it."""
         self.settings = settings
         self.embedder = embedder
         self.dir = Path(settings.catalog_dir) / "index"
         self.collection = collection_name(settings.catalog_dir)
         self.manifest: dict = self._read_json("manifest.json", {})
-        self._check_model()
+        if not allow_other_model:
+            self._check_model()
         raw_facts = self._read_json("facts.json", {})
         self.facts: dict[str, CardFacts] = {k: CardFacts(**v["facts"]) for k, v in raw_facts.items()}
         self.indexed_hash: dict[str, str] = {k: v["hash"] for k, v in raw_facts.items()}
+        if not self.manifest:
+            self.indexed_hash = {k: "" for k in self.indexed_hash}  # unknown/old format: re-index all
         self.prompts = SparseBM25.load(self.dir, "prompts")
         self.cards = SparseBM25.load(self.dir, "cards")
         self._vectors: VectorStore | None = None
@@ -100,12 +103,10 @@ class CardIndex:
         """Forget everything (also vectors of another model) and index the catalog again."""
         client = make_client(self.settings, self.dir / "chroma")
         drop_collection(client, self.collection)
+        self._vectors = None
         for path in self.dir.glob("*"):
             if path.is_file():
                 path.unlink()
-        if (self.dir / "chroma").exists() and self.settings.chroma_mode == "embedded":
-            del client
-            shutil.rmtree(self.dir / "chroma", ignore_errors=True)
         self.manifest, self.facts, self.indexed_hash = {}, {}, {}
         self.prompts, self.cards, self._vectors = SparseBM25(), SparseBM25(), None
         return self.update(store, progress=progress)

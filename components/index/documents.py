@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from catalog.card import LOADABLE_TYPES, AdapterCard
 from components.prompt_text import terms
 
-MAX_DENSE_CHARS = 300
-INDEX_FORMAT = 1  # bump when documents change shape: every card is then re-indexed
+MAX_DENSE_CHARS = 120  # ~25 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
+INDEX_FORMAT = 2  # bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -55,8 +55,8 @@ def _name_words(card: AdapterCard) -> list[str]:
 
 
 def dense_text(card: AdapterCard) -> str:
-    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:8]),
-             ", ".join(card.effective_trigger_words()[:5]), ", ".join(card.refined.keywords[:8])]
+    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:4]),
+             ", ".join(card.effective_trigger_words()[:2])]
     text = ". ".join(p.strip() for p in parts if p and p.strip())
     return re.sub(r"[_()\[\]{}<>]", " ", text)[:MAX_DENSE_CHARS]
 

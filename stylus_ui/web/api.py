@@ -14,7 +14,7 @@ import gradio as gr
 from components.types import GenerationRequest
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
-from stylus_ui.web.generation import GPU, STRATEGIES, defaults_for
+from stylus_ui.web.generation import GPU, RETRIEVAL, STRATEGIES, defaults_for
 from stylus_ui.web.images import save_png
 
 
@@ -41,9 +41,9 @@ def build_api(engine) -> None:
         gallery = gr.Gallery(label="images", format="png")
         buttons = [gr.Button(visible=False) for _ in range(3)]
     buttons[0].click(user_errors(partial(api_select, engine)), [prompt, top_k, composer, llm_model, per_topic],
-                     [result], api_name="select", concurrency_limit=2)
+                     [result], api_name="select", concurrency_id=RETRIEVAL, concurrency_limit=1)
     buttons[1].click(user_errors(partial(api_compose, engine)), [prompt, mapping, n, strategy, seed, debias],
-                     [result], api_name="compose", concurrency_limit=2)
+                     [result], api_name="compose", concurrency_id=RETRIEVAL, concurrency_limit=1)
     buttons[2].click(user_errors(partial(api_generate, engine)),
                      [prompt, negative, mapping, steps, guidance, seed, n, strategy, debias, width, height],
                      [gallery, result], api_name="generate", concurrency_id=GPU, concurrency_limit=1)

@@ -9,6 +9,7 @@ import gradio as gr
 from catalog.card import CATEGORIES
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
+from stylus_ui.web.generation import RETRIEVAL
 
 RESULT_HEADERS = ["id", "name", "base model", "type", "category", "downloads", "blocked"]
 FLAGS = ["nsfw", "character", "real person", "refined", "not loadable"]
@@ -50,10 +51,11 @@ def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
     results.select(user_errors(on_row), [results], [card_id], api_visibility="undocumented").success(
         open_fn, [card_id], [detail, *form], api_visibility="undocumented")
     save = user_errors(partial(on_save, engine))
-    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_visibility="undocumented")
+    writes = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
+    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], **writes)
     for name, blocked in (("block", True), ("unblock", False)):
         fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
-                           [detail, *form, fields["status"]], api_visibility="undocumented")
+                           [detail, *form, fields["status"]], **writes)
     return base, results, summary
 
 
@@ -102,7 +104,7 @@ def build_import(engine) -> None:
                 api_btn = gr.Button("Import from Civitai API")
         reindex_btn = gr.Button("Re-index catalog", elem_id="catalog-reindex")
         report = gr.Markdown(elem_id="catalog-import-report")
-    common = dict(concurrency_id="catalog-write", concurrency_limit=1, api_visibility="undocumented")
+    common = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
     dump_btn.click(user_errors(partial(on_import, engine, "file")), [dump], [report], **common)
     folder_btn.click(user_errors(partial(on_import, engine, "folder")), [folder], [report], **common)
     api_btn.click(user_errors(partial(on_import_api, engine)), [token, query, limit], [report], **common)

@@ -26,6 +26,7 @@ MAX_CARDS_SHOWN = 24
 STRATEGIES = list(get_args(MaskStrategy))
 COMPOSERS = ["offline", "llm"]
 GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
+RETRIEVAL = "retrieval"  # selects and catalog writes: an edit re-indexes, a select reads the index
 
 
 @dataclass
@@ -129,11 +130,11 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
     select_fn = user_errors(partial(on_select, engine))
     generate_fn = user_errors(partial(on_generate, engine, mode, read_extra))
     select_inputs = [prompt, *select_options, state]
-    select_btn.click(select_fn, select_inputs, select_outputs, concurrency_limit=2,
+    select_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=RETRIEVAL, concurrency_limit=1,
                      api_visibility="undocumented")
     generate_btn.click(generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
                        api_visibility="undocumented")
-    run_btn.click(select_fn, select_inputs, select_outputs, concurrency_limit=2,
+    run_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=RETRIEVAL, concurrency_limit=1,
                   api_visibility="undocumented").success(
         generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
         api_visibility="undocumented")

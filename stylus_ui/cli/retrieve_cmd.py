@@ -1,0 +1,84 @@
+"""``retrieve``: the adapters that match a prompt (or every line of a JSONL file), best first."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stylus_ui.cli.common import add_common, print_json, settings_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retrieve", help="find the adapters that match a prompt",
+                       description="Rank the catalog's adapters for a prompt (hybrid lexical + dense "
+                                   "retrieval; the index is brought up to date first).")
+    p.add_argument("prompt", nargs="?", help="the prompt (or use --queries)")
+    p.add_argument("--queries", metavar="FILE.jsonl",
+                   help="lines with a 'query' field; writes one JSON line per query, in input order")
+    p.add_argument("--top-k", type=int, default=None, help="adapters to return (default: $STYLUS_TOP_K or 150)")
+    p.add_argument("--characters", choices=("named", "all", "none"), default=None,
+                   help="character/real-person adapters: only those the prompt names (default), all, or none")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_common(p)
+    p.set_defaults(func=_run)
+
+
+def candidate_record(c) -> dict:
+    return {"id": c.id, "civitai_model_id": c.card.civitai_model_id, "score": c.score}
+
+
+def _read_queries(path: str) -> list[str]:
+    queries = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {n} is not JSON: {exc.msg}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("query"), str):
+                raise ValueError(f"{path} line {n} has no text field 'query'")
+            queries.append(row["query"])
+    return queries
+
+
+def _run(args: argparse.Namespace) -> int:
+    from catalog.starter import open_catalog
+    from components.retriever import Filters, Retriever
+    from components.types import StylusError
+
+    if (args.prompt is None) == (args.queries is None):
+        raise StylusError("give either a PROMPT or --queries FILE.jsonl")
+    if args.top_k is not None and args.top_k < 1:
+        raise StylusError(f"--top-k {args.top_k} must be at least 1")
+    settings = settings_from_args(args)
+    queries = _read_queries(args.queries) if args.queries else None
+    with open_catalog(settings) as store:
+        retriever = Retriever(settings, store)
+        if args.characters:
+            from dataclasses import replace
+            retriever.filters = replace(retriever.filters, characters=args.characters)
+        report = retriever.last_report
+        if report is not None and (report.added or report.updated or report.removed):
+            print(report.summary(), file=sys.stderr)
+        if queries is not None:
+            for query in queries:
+                result = retriever.retrieve(query, top_k=args.top_k)
+                print_json({"query": query, "adapters": [candidate_record(c) for c in result.candidates]})
+            return 0
+        if not args.prompt.strip():
+            raise StylusError("the prompt is empty: type what the image should show")
+        result = retriever.retrieve(args.prompt, top_k=args.top_k)
+    if args.json:
+        print_json({"query": result.query, "seconds": round(result.seconds, 4), "notices": result.notices,
+                    "adapters": [candidate_record(c) | {"name": c.card.name, "evidence": c.evidence,
+                                                        "signals": c.scores} for c in result.candidates]})
+        return 0
+    for notice in result.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    for c in result.candidates:
+        why = "; ".join(f"{field}: {', '.join(terms[:4])}" for field, terms in c.evidence.items())
+        print(f"{c.rank:4d} {c.score:6.3f}  {c.id:24} {c.card.name[:48]:48}  {why[:80]}")
+    print(f"({len(result.candidates)} adapters in {result.seconds * 1000:.0f} ms)", file=sys.stderr)
+    return 0

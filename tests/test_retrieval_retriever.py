@@ -1,0 +1,88 @@
+"""Retriever: hybrid ranking with evidence, filters, bad input; MiniLM for real, embedded chroma."""
+from __future__ import annotations
+
+import pytest
+
+from catalog.settings import Settings
+from components.refiner.offline import refine_store
+from components.retriever import Filters, Fusion, Retriever
+from components.types import StylusError
+from tests.retrieval_helpers import small_catalog
+
+
+@pytest.fixture
+def retriever(store, tmp_path, minilm):
+    for c in small_catalog():
+        store.upsert(c)
+    refine_store(store)
+    return Retriever(Settings(home=tmp_path / "home", catalog_dir=store.dir), store, embedder=minilm)
+
+
+def ids(result):
+    return [c.id for c in result.candidates]
+
+
+def test_hybrid_ranks_the_matching_adapter_first_with_evidence(retriever):
+    res = retriever.retrieve("1girl in cyber samurai armor holding a katana, rain")
+    assert ids(res)[0] == "civitai-2"
+    top = res.candidates[0]
+    assert "samurai armor" in top.evidence["examples"] and top.scores["prompt_max"] > 0
+    assert top.rank == 1 and top.score == pytest.approx(max(c.score for c in res.candidates))
+
+
+def test_one_card_per_civitai_model(retriever):
+    res = retriever.retrieve("watercolor lighthouse")
+    assert ids(res).count("civitai-1") + ids(res).count("civitai-8") == 1
+    both = retriever.retrieve("watercolor lighthouse", filters=Filters(one_per_model=False))
+    assert {"civitai-1", "civitai-8"} <= set(ids(both))
+
+
+def test_filters_base_model_nsfw_unloadable(retriever):
+    got = set(ids(retriever.retrieve("retro diner, neon sign, pinup poster, paper lanterns")))
+    assert "civitai-4" in got
+    assert not {"civitai-5", "civitai-6", "civitai-7"} & got  # SDXL, NSFW, LoHa
+    loose = Filters(base_model=None, allow_nsfw=True, loadable_only=False)
+    got = set(ids(retriever.retrieve("retro diner, neon sign, pinup poster, paper lanterns", filters=loose)))
+    assert {"civitai-5", "civitai-6", "civitai-7"} <= got
+
+
+def test_characters_only_when_the_prompt_names_one(retriever):
+    assert "civitai-3" not in ids(retriever.retrieve("twintails, aqua hair, singing on a stage"))
+    assert "civitai-3" in ids(retriever.retrieve("miku singing on a stage"))
+    assert "civitai-3" in ids(retriever.retrieve("twintails, aqua hair, stage", filters=Filters(characters="all")))
+    assert "civitai-3" not in ids(retriever.retrieve("miku on a stage", filters=Filters(characters="none")))
+    with pytest.raises(StylusError, match="'some'.*named, all, none"):
+        Filters(characters="some")
+
+
+def test_blocked_card_is_never_retrieved(retriever, store):
+    store.edit("civitai-2", editor="test", blocked=True)
+    assert "1 removed" in retriever.refresh()
+    assert "civitai-2" not in ids(retriever.retrieve("cyber samurai armor"))
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t "])
+def test_empty_prompt_gives_no_candidates_and_says_why(retriever, prompt):
+    res = retriever.retrieve(prompt)
+    assert res.candidates == [] and "empty" in res.notices[0]
+
+
+def test_very_long_and_non_latin_prompts(retriever):
+    res = retriever.retrieve("samurai armor, " * 700)  # 10,500 characters
+    assert ids(res)[0] == "civitai-2" and "10,500 characters" in res.notices[0]
+    assert retriever.retrieve("水彩画の灯台、海辺").candidates is not None  # no crash, any result
+    assert retriever.retrieve("🙂🙂🙂").candidates is not None
+
+
+def test_bad_arguments_are_named(retriever):
+    with pytest.raises(StylusError, match="top_k=0"):
+        retriever.retrieve("fox", top_k=0)
+    with pytest.raises(StylusError, match="must be text"):
+        retriever.retrieve(None)
+
+
+def test_lexical_only_and_dense_only_rankings(retriever):
+    lexical = retriever.rank("samurai armor neon", 5, fusion=Fusion.lexical_only())
+    dense = retriever.rank("samurai armor neon", 5, fusion=Fusion.dense_only())
+    assert retriever.ids[lexical[0][0]] == "civitai-2" and dense
+    assert all(s["dense"] == 0 for _, _, s in lexical)
