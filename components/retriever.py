@@ -30,6 +30,7 @@ from components.types import Candidate, RetrievalResult, StylusError
 CharacterPolicy = Literal["named", "all", "none"]
 CHARACTER_POLICIES = ("named", "all", "none")
 CARD_CACHE = 4096
+DETAILED_EVIDENCE = 20  # candidates with per-field evidence; the rest say which card terms matched
 DENSE_QUERY_CHARS = 200  # ~50 tokens: the query embedding stays a few ms on a CPU
 COMMON_NAME_WORD = 12  # a name word shared by more character cards than this names nobody
 
@@ -79,7 +80,7 @@ class Retriever:
                                           allow_nsfw=settings.allow_nsfw)
         self.fusion = fusion or Fusion()
         self.index = CardIndex(settings, self.embedder)
-        self._cards: OrderedDict[str, tuple[AdapterCard, dict[str, set[str]]]] = OrderedDict()
+        self._cards: OrderedDict[str, AdapterCard] = OrderedDict()
         self.last_report: IndexReport | None = None
         if update:
             self.last_report = self.index.update(store)
@@ -117,6 +118,8 @@ class Retriever:
         self._prompt_cards = sorted_owners[self._prompt_starts] if len(owners) else np.zeros(0, int)
         self._prompt_counts = np.diff(np.r_[self._prompt_starts, len(owners)])
         self._card_pos = np.array([pos[o] for o in self.index.cards.owners], dtype=np.int64)
+        self._card_row = {o: r for r, o in enumerate(self.index.cards.owners)}
+        self._card_vocab = {j: t for t, j in self.index.cards.vocab.items()}
 
     # ---- scoring ---------------------------------------------------------------------
     def _signals(self, query_terms: list[str], dense_text: str, fusion: Fusion) -> dict[str, np.ndarray]:
@@ -181,19 +184,35 @@ class Retriever:
         return [(i, float(fused[i]), {k: round(float(v[i]), 4) for k, v in signals.items()}) for i in chosen]
 
     # ---- candidates with evidence --------------------------------------------------------
-    def _card(self, card_id: str) -> tuple[AdapterCard, dict[str, set[str]]] | None:
-        hit = self._cards.get(card_id)
-        if hit is not None:
-            self._cards.move_to_end(card_id)
-            return hit
-        card = self.store.find(card_id)
-        if card is None:
-            return None
-        entry = (card, field_terms(card))
-        self._cards[card_id] = entry
-        if len(self._cards) > CARD_CACHE:
-            self._cards.popitem(last=False)
-        return entry
+    def _load_cards(self, ids: list[str]) -> dict[str, AdapterCard]:
+        """Cards by id through a small LRU cache (one SQL query for the misses)."""
+        missing = [k for k in ids if k not in self._cards]
+        if missing:
+            self._cards.update(self.store.get_many(missing))
+            while len(self._cards) > CARD_CACHE:
+                self._cards.popitem(last=False)
+        out = {}
+        for k in ids:
+            if k in self._cards:
+                self._cards.move_to_end(k)
+                out[k] = self._cards[k]
+        return out
+
+    def _evidence(self, card: AdapterCard, query: set[str], detailed: bool) -> dict[str, list[str]]:
+        """Matched terms per card field (top candidates) or over the whole card document (the rest)."""
+        if detailed:
+            fields = field_terms(card)
+        else:
+            fields = {"card": query & self._card_terms(card.id)}
+        return {f: _dedupe([display_term(t) for t in query & field_set])[:12]
+                for f, field_set in fields.items() if query & field_set}
+
+    def _card_terms(self, card_id: str) -> set[str]:
+        row = self._card_row.get(card_id)
+        if row is None:
+            return set()
+        return {self._card_vocab[j] for j in self.index.cards.counts.indices[
+            self.index.cards.counts.indptr[row]:self.index.cards.counts.indptr[row + 1]]}
 
     def retrieve(self, prompt: str, top_k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
         start = time.perf_counter()
@@ -210,16 +229,16 @@ class Retriever:
         if not self.ids:
             notices.append("the retrieval index is empty: import adapters, then run `catalog index`")
         query = set(terms(prompt))
+        ranked = self.rank(prompt, top_k, filters)
+        cards = self._load_cards([self.ids[i] for i, _, _ in ranked])
         candidates = []
-        for rank, (i, score, signals) in enumerate(self.rank(prompt, top_k, filters), start=1):
-            entry = self._card(self.ids[i])
-            if entry is None:
+        for i, score, signals in ranked:
+            card = cards.get(self.ids[i])
+            if card is None:
                 continue  # deleted since the index was updated
-            card, fields = entry
-            evidence = {f: _dedupe([display_term(t) for t in query & field_set])[:12]
-                        for f, field_set in fields.items() if query & field_set}
-            candidates.append(Candidate(card=card, score=round(score, 4), rank=rank, evidence=evidence,
-                                        scores=signals))
+            evidence = self._evidence(card, query, detailed=len(candidates) < DETAILED_EVIDENCE)
+            candidates.append(Candidate(card=card, score=round(score, 4), rank=len(candidates) + 1,
+                                        evidence=evidence, scores=signals))
         return RetrievalResult(prompt, candidates, time.perf_counter() - start, notices)
 
 

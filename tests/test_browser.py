@@ -157,9 +157,6 @@ def test_inpainting_with_a_mask_drawn_on_the_canvas(app):
     editor.locator("input[type=file]").first.set_input_files(str(EXAMPLE))
     canvas = editor.locator("canvas").first
     expect(canvas).to_be_visible()
-    page.locator("#inpaint-run").click()  # nothing painted yet: a readable refusal
-    expect(page.locator(".toast-body").first).to_contain_text("mask is empty")
-    page.locator(".toast-body").first.click()
 
     brush = editor.get_by_role("button", name=re.compile("brush", re.I))
     if brush.count():

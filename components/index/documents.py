@@ -7,7 +7,8 @@ Each card gives
   prompt a user writes usually resembles one example, not the average of all of them),
 - one short dense text (MiniLM reads 256 tokens at most; short texts embed fast),
 - the facts the retriever filters on.
-``index_hash`` changes whenever any of that changes (source, refined or curation).
+``index_hash`` (stored with the vector) identifies what was embedded; which cards need
+re-indexing is decided by the catalog hash of source + refined + curation (``store.hashes``).
 """
 from __future__ import annotations
 
@@ -65,15 +66,14 @@ def card_documents(card: AdapterCard) -> CardDocuments:
     identity = [card.name, card.lora_name, *card.effective_trigger_words()]
     fields = [*identity, *identity, *card.effective_tags(), card.effective_category(),
               card.effective_description(), *card.refined.keywords]
-    prompts = [ex.prompt for ex in card.examples if ex.prompt.strip()]
-    card_terms = [t for text in [*fields, *prompts] for t in terms(text)]
-    prompt_terms = [t for t in (terms(p) for p in prompts) if t]
+    prompt_terms = [t for t in (terms(ex.prompt) for ex in card.examples if ex.prompt.strip()) if t]
+    card_terms = [t for text in fields for t in terms(text)] + [t for p in prompt_terms for t in p]
     facts = CardFacts(
         id=card.id, civitai_model_id=card.civitai_model_id, base_model=card.base_model,
         nsfw=card.effective_nsfw(), loadable=card.adapter_type in LOADABLE_TYPES, character=card.is_character(),
         name_terms=_name_words(card) if card.is_character() else [], download_count=card.download_count)
     text = dense_text(card)
-    blob = json.dumps([INDEX_FORMAT, facts.to_dict(), card_terms, prompt_terms, text], ensure_ascii=False)
+    blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(prompt_terms)], ensure_ascii=False)
     return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=prompt_terms, dense_text=text,
                          index_hash=hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24])
 
