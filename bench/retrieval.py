@@ -36,7 +36,6 @@ import numpy as np  # noqa: E402
 
 from catalog.settings import Settings  # noqa: E402
 from catalog.store import CatalogStore  # noqa: E402
-from components.index.documents import CardFacts  # noqa: E402
 from components.retriever import Filters, Fusion, Retriever  # noqa: E402
 
 KS = (1, 3, 10, 150)
@@ -85,42 +84,45 @@ def latency(retriever: Retriever, prompts: list[str]) -> tuple[float, float]:
 
 def scale_up(retriever: Retriever, settings: Settings, target: int) -> Retriever:
     """A retriever over ``target`` cards: the real ones plus renamed copies (vectors with noise)."""
+    import scipy.sparse as sp
+
     src = retriever.index
     big = Retriever(settings, retriever.store, embedder=retriever.embedder, update=False)
     idx = big.index
     real = list(src.facts.values())
     got = src.vectors.collection.get(ids=[f.id for f in real], include=["embeddings"])
     vec = dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
-    prompt_docs: dict[str, list] = {}
-    for owner, row in zip(src.prompts.owners, range(len(src.prompts))):
-        prompt_docs.setdefault(owner, []).append(row)
-    inv_p = {i: t for t, i in src.prompts.vocab.items()}
-    inv_c = {i: t for t, i in src.cards.vocab.items()}
-    card_rows = {o: r for r, o in enumerate(src.cards.owners)}
     rng = np.random.default_rng(0)
+    parts = {"prompts": ([], []), "cards": ([], [])}
     copy = 0
     while len(idx.facts) < target:
         batch = real[: min(len(real), target - len(idx.facts))]
         suffix = "" if copy == 0 else f"~{copy}"
-        p_docs, c_docs, ids, vectors = [], [], [], []
+        keep = {f.id for f in batch}
+        for name in parts:
+            lex = getattr(src, name)
+            rows = np.flatnonzero([o in keep for o in lex.owners])
+            parts[name][0].append(lex.counts[rows])
+            parts[name][1].append(np.array([o + suffix for o in lex.owners[rows]], dtype=object))
+        ids, vectors = [], []
         for f in batch:
             new_id = f.id + suffix
-            for r in prompt_docs.get(f.id, []):
-                row = src.prompts.counts[r]
-                p_docs.append((new_id, [inv_p[j] for j, n in zip(row.indices, row.data) for _ in range(int(n))]))
-            row = src.cards.counts[card_rows[f.id]]
-            c_docs.append((new_id, [inv_c[j] for j, n in zip(row.indices, row.data) for _ in range(int(n))]))
             model = None if f.civitai_model_id is None else f.civitai_model_id + copy * 10_000_000
-            idx.facts[new_id] = replace(f, id=new_id, civitai_model_id=model) if isinstance(f, CardFacts) else f
+            idx.facts[new_id] = replace(f, id=new_id, civitai_model_id=model)
             idx.indexed_hash[new_id] = "scaled"
             ids.append(new_id)
             v = vec[f.id] + (rng.normal(0, 0.02, vec[f.id].shape).astype(np.float32) if copy else 0)
             vectors.append(v / np.linalg.norm(v))
-        idx.prompts.replace(set(), p_docs)
-        idx.cards.replace(set(), c_docs)
-        idx.vectors.upsert(ids, np.asarray(vectors), [{"base_model": "SD 1.5"} for _ in ids])
+        idx.vectors.upsert(ids, np.asarray(vectors), [{"base_model": f.base_model} for f in batch])
         copy += 1
+    for name, (mats, owners) in parts.items():
+        lex, source = getattr(idx, name), getattr(src, name)
+        lex.vocab = dict(source.vocab)
+        lex.counts = sp.vstack(mats, format="csr")
+        lex.owners = np.concatenate(owners)
+        lex._weights = None
     big._arrange()
+    big.rank("warm up", 10)
     return big
 
 

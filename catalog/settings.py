@@ -71,6 +71,8 @@ class Settings:
     allow_pickle: bool = False  # load .ckpt/.pt/.bin adapters (runs pickled code)
     public: bool = False  # running as a public Space: folder import off unless enabled
     folder_import_roots: list[str] = field(default_factory=list)
+    max_upload_mb: int = 20  # an uploaded init image / mask file
+    max_upload_pixels: int = 4096 * 4096  # width x height of an uploaded image
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -93,6 +95,9 @@ class Settings:
                 raise SettingsError(f"setting {name}={value!r} is not allowed; use one of {', '.join(allowed)}")
         if self.top_k < 1:
             raise SettingsError(f"setting top_k={self.top_k} must be at least 1")
+        if self.max_upload_mb < 1 or self.max_upload_pixels < 64 * 64:
+            raise SettingsError(f"setting max_upload_mb={self.max_upload_mb} must be at least 1 and "
+                                f"max_upload_pixels={self.max_upload_pixels} at least {64 * 64}")
         if not 0 <= self.adapters_per_topic <= 10:
             raise SettingsError(f"setting adapters_per_topic={self.adapters_per_topic} must be in 0..10")
 

@@ -175,6 +175,12 @@ class CatalogStore:
             return [r[0] for r in self._db.execute(
                 "SELECT id FROM cards WHERE civitai_model_id=? ORDER BY id", (civitai_model_id,))]
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (e.g. another app process sharing
+        this catalog) has committed since the last call; this store's own commits leave it as is."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def hashes(self) -> dict[str, str]:
         """card id -> hash of everything retrieval sees (source + refined + curation)."""
         with self._lock:

@@ -23,6 +23,11 @@ class StylusEngine:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
         self._lock = threading.RLock()
+        self._index_lock = threading.RLock()  # a retrieval never sees an index half refreshed
+        self._catalog_version: int | None = None  # SQLite data_version the index follows
+        from .redact import environment_secrets, install_log_redaction, register_secrets
+        register_secrets([*self.settings.secrets(), *environment_secrets()])
+        install_log_redaction()  # tokens never reach a log line, even inside a traceback
 
     # ---- lazily built parts ---------------------------------------------------------
     @cached_property
@@ -32,8 +37,16 @@ class StylusEngine:
 
     @cached_property
     def retriever(self):
+        from .index_lock import index_lock
         from .retriever import Retriever
-        return self._once("retriever", lambda: Retriever(self.settings, self.store))
+
+        def build():
+            version = self.store.data_version()  # read first: a commit during the build shows up later
+            with index_lock(self.settings.catalog_dir):  # other processes may share the index files
+                retriever = Retriever(self.settings, self.store)
+            self._catalog_version = version
+            return retriever
+        return self._once("retriever", build)
 
     @cached_property
     def generator(self):
@@ -49,7 +62,11 @@ class StylusEngine:
 
     # ---- the method ---------------------------------------------------------------
     def retrieve(self, prompt: str, top_k: int | None = None) -> RetrievalResult:
-        return self.retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
+        retriever = self.retriever
+        with self._index_lock:
+            if self.store.data_version() != self._catalog_version:
+                self._refresh_index()  # another process changed the shared catalog: follow it
+            return retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
 
     def compose(self, prompt: str, retrieval: RetrievalResult, *, composer: str | None = None,
                 llm_model: str | None = None, adapters_per_topic: int | None = None,
@@ -62,7 +79,10 @@ class StylusEngine:
             timeout=self.settings.llm_timeout,
             top_k=self.settings.adapters_per_topic if adapters_per_topic is None else adapters_per_topic,
             temperature=temperature)
-        return compose(prompt, retrieval.candidates, options)
+        from .redact import redact
+        comp = compose(prompt, retrieval.candidates, options)
+        comp.notices = [redact(n) for n in comp.notices]  # a provider error may echo the key
+        return comp
 
     def select(self, prompt: str, **options: Any) -> tuple[RetrievalResult, Composition]:
         """Retrieve then compose: the "Select adapters" step."""
@@ -192,13 +212,14 @@ class StylusEngine:
 
     def import_folder(self, folder: str) -> ImportReport:
         """A server folder: only inside ``folder_import_roots``; with none set, only when not public."""
-        from catalog.importers.folder import import_folder
-        roots = self.settings.folder_import_roots
-        if not roots and self.settings.public:
-            raise StylusError("folder import is off on a public server; set STYLUS_FOLDER_IMPORT_ROOTS "
-                              "to the folders users may import from")
+        from catalog.importers.folder import allowed_roots, import_folder
+        from catalog.store import CatalogError
+        try:
+            roots = allowed_roots(self.settings)
+        except CatalogError as exc:
+            raise StylusError(str(exc)) from None
         report = import_folder(self.store, folder, allow_pickle=self.settings.allow_pickle,
-                               roots=roots or None, progress=False)
+                               roots=roots, progress=False)
         self._refresh_index()
         return report
 
@@ -218,8 +239,12 @@ class StylusEngine:
     def _refresh_index(self, force: bool = False) -> str:
         if "retriever" not in self.__dict__ and not force:
             return ""  # built lazily: it indexes the current catalog when first used
-        refresh = getattr(self.retriever, "refresh", None)
-        result = refresh() if callable(refresh) else None
+        from .index_lock import index_lock
+        retriever = self.retriever
+        with self._index_lock, index_lock(self.settings.catalog_dir):
+            self._catalog_version = self.store.data_version()
+            refresh = getattr(retriever, "refresh", None)
+            result = refresh() if callable(refresh) else None
         return str(result) if result is not None else ""
 
     def _cards_for(self, comp: Composition | None):

@@ -17,7 +17,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import httpx
 import numpy as np
+from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
 from catalog.settings import Settings
@@ -27,11 +29,13 @@ from components.index.documents import field_terms
 from components.prompt_text import MAX_PROMPT_CHARS, display_term, strip_syntax, terms
 from components.types import Candidate, RetrievalResult, StylusError
 
+# what a stopped chroma server raises through HttpClient (httpx), or chromadb's own errors
+VECTOR_STORE_DOWN: tuple[type[BaseException], ...] = (httpx.HTTPError, ConnectionError, ChromaError)
 CharacterPolicy = Literal["named", "all", "none"]
 CHARACTER_POLICIES = ("named", "all", "none")
 CARD_CACHE = 4096
 DETAILED_EVIDENCE = 20  # candidates with per-field evidence; the rest say which card terms matched
-DENSE_QUERY_CHARS = 200  # ~50 tokens: the query embedding stays a few ms on a CPU
+DENSE_QUERY_CHARS = 120  # ~30 tokens: the query embedding stays a few ms on a CPU
 COMMON_NAME_WORD = 12  # a name word shared by more character cards than this names nobody
 
 
@@ -77,7 +81,8 @@ class Retriever:
         self.store = store
         self.embedder = embedder or make_embedder(settings)
         self.filters = filters or Filters(base_model=settings.base_model_filter or None,
-                                          allow_nsfw=settings.allow_nsfw)
+                                          allow_nsfw=settings.allow_nsfw,
+                                          characters=getattr(settings, "character_filter", "named"))
         self.fusion = fusion or Fusion()
         self.index = CardIndex(settings, self.embedder)
         self._cards: OrderedDict[str, AdapterCard] = OrderedDict()
@@ -122,7 +127,21 @@ class Retriever:
         self._card_vocab = {j: t for t, j in self.index.cards.vocab.items()}
 
     # ---- scoring ---------------------------------------------------------------------
-    def _signals(self, query_terms: list[str], dense_text: str, fusion: Fusion) -> dict[str, np.ndarray]:
+    def _dense(self, text: str, pool: int, notices: list[str] | None) -> list[tuple[str, float]]:
+        """Dense neighbours; when the vector store is unreachable (a chroma server that stopped),
+        none, with a notice: the lexical signals still rank, and the next query tries again."""
+        try:
+            return self.index.dense_scores(text, pool)
+        except VECTOR_STORE_DOWN as exc:
+            where = (f"the chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
+                     if self.settings.chroma_mode == "server" else "the vector index")
+            if notices is not None:
+                notices.append(f"{where} is not reachable ({type(exc).__name__}: {str(exc)[:120]}); "
+                               "ranked with the lexical index only until it is back")
+            return []
+
+    def _signals(self, query_terms: list[str], dense_text: str, fusion: Fusion,
+                 notices: list[str] | None = None) -> dict[str, np.ndarray]:
         n = len(self.ids)
         out = {k: np.zeros(n, dtype=np.float32) for k in ("prompt_max", "prompt_mean", "card", "dense")}
         if (fusion.prompt_max or fusion.prompt_mean) and len(self._prompt_order):
@@ -132,7 +151,7 @@ class Retriever:
         if fusion.card and len(self._card_pos):
             out["card"][self._card_pos] = self.index.cards.scores(query_terms)
         if fusion.dense and dense_text:
-            for card_id, sim in self.index.dense_scores(dense_text, fusion.dense_pool):
+            for card_id, sim in self._dense(dense_text, fusion.dense_pool, notices):
                 i = self._pos.get(card_id)
                 if i is not None:
                     out["dense"][i] = max(sim, 0.0)
@@ -154,14 +173,15 @@ class Retriever:
         return ok
 
     def rank(self, prompt: str, top_k: int, filters: Filters | None = None,
-             fusion: Fusion | None = None) -> list[tuple[int, float, dict[str, float]]]:
+             fusion: Fusion | None = None,
+             notices: list[str] | None = None) -> list[tuple[int, float, dict[str, float]]]:
         """(card position, fused score, per-signal scores) of the best ``top_k`` cards."""
         filters, fusion = filters or self.filters, fusion or self.fusion
         query_terms = terms(prompt)
         if not self.ids or not prompt.strip():
             return []
         dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
-        signals = self._signals(query_terms, dense_text, fusion)
+        signals = self._signals(query_terms, dense_text, fusion, notices)
         fused = sum(getattr(fusion, k) * _unit(v) for k, v in signals.items() if getattr(fusion, k))
         fused = np.where(self._allowed(filters, query_terms) & (fused > 0), fused, -np.inf)
         want = min(len(fused), top_k * (3 if filters.one_per_model else 1))
@@ -229,7 +249,7 @@ class Retriever:
         if not self.ids:
             notices.append("the retrieval index is empty: import adapters, then run `catalog index`")
         query = set(terms(prompt))
-        ranked = self.rank(prompt, top_k, filters)
+        ranked = self.rank(prompt, top_k, filters, notices=notices)
         cards = self._load_cards([self.ids[i] for i, _, _ in ranked])
         candidates = []
         for i, score, signals in ranked:

@@ -58,6 +58,16 @@ def import_folder(store: CatalogStore, folder: str | Path, *, allow_pickle: bool
     return report
 
 
+def allowed_roots(settings) -> list[str] | None:
+    """The import roots a server allows: ``folder_import_roots``; with none set, anywhere on a
+    private server and nowhere on a public one (``Settings.public``)."""
+    roots = list(settings.folder_import_roots or [])
+    if not roots and settings.public:
+        raise CatalogError("folder import is off on a public server; set STYLUS_FOLDER_IMPORT_ROOTS "
+                           "to the folders users may import from")
+    return roots or None
+
+
 def check_folder(folder: str | Path, roots: Iterable[str | Path] | None) -> Path:
     """The folder, resolved; it must exist and lie inside one of ``roots`` when they are given."""
     path = Path(folder).expanduser()

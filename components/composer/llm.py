@@ -15,6 +15,7 @@ from typing import Any
 from components.composer.offline import OfflineComposer, names_in_prompt, profile
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
 from components.composer.segment import normalize_phrase, segment
+from components.redact import redact
 from components.types import Candidate, Composition, StylusError, Topic, TopicAdapter
 
 SYSTEM_PROMPT = """You compose LoRA adapters for a Stable Diffusion prompt.
@@ -171,7 +172,9 @@ class LLMComposer:
             except LLMError as exc:
                 last = exc
             except Exception as exc:  # litellm raises many types (timeout, HTTP status, connection)
-                last = LLMError(f"{type(exc).__name__}: {str(exc)[:200]}")
+                # an auth error may echo the key it was given: mask it before it becomes a notice
+                text = redact(str(exc), [options.api_key])
+                last = LLMError(f"{type(exc).__name__}: {text[:200]}")
         raise last if last else LLMError("no answer")
 
     def compose(self, prompt: str, candidates: list[Candidate], options: ComposeOptions) -> Composition:

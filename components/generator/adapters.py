@@ -15,6 +15,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from typing import Iterator
 
 from catalog.card import AdapterCard, slug
@@ -56,8 +57,11 @@ class AdapterSource:
 
 
 def cache_path(settings: Settings, card: AdapterCard) -> Path:
+    """``cache_dir/loras/<SHA256>.safetensors`` (or the card id, slugged): never a name taken
+    from the card's file name, so no ``../`` in a catalog can place a file outside the cache."""
     f = card.primary_file
-    key = f.sha256 if f is not None and f.sha256 else slug(card.id, 120)
+    sha = (f.sha256 or "") if f is not None else ""
+    key = sha if re.fullmatch(r"[0-9A-F]{64}", sha) else slug(card.id, 120)
     return Path(settings.cache_dir) / "loras" / f"{key}.safetensors"
 
 
@@ -66,7 +70,7 @@ def download_url(card: AdapterCard) -> str | None:
     if f is not None and f.download_url:
         return f.download_url
     if card.hf_repo and f is not None:
-        return f"https://huggingface.co/{card.hf_repo}/resolve/main/{f.name}"
+        return f"https://huggingface.co/{quote(card.hf_repo)}/resolve/main/{quote(f.name)}"
     return None
 
 

@@ -18,29 +18,66 @@ MAX_STEPS, MAX_IMAGES = 150, 16
 MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
 
 
-def to_image(value: Any, what: str) -> Image.Image:
-    """A PIL image from a PIL image, numpy array, path or bytes; anything else is refused."""
+DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_BYTES = 20 * 2**20
+
+
+def to_image(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
+    """A PIL image from a PIL image, numpy array, path or bytes; anything else is refused.
+
+    Files and bytes are checked before decoding: at most ``max_bytes``, and a header whose
+    width x height is at most ``max_pixels`` (a small file can declare a huge image). A
+    truncated or non-image file is refused with a message naming it."""
     if isinstance(value, Image.Image):
+        _check_pixels(value.size, what, max_pixels)
         return value
     try:
         if isinstance(value, (str, Path)):
+            size = Path(value).stat().st_size
+            _check_bytes(size, what, max_bytes)
             with Image.open(value) as im:
-                im.load()
-                return im.copy()
+                return _decode(im, what, max_pixels)
         if isinstance(value, (bytes, bytearray)):
+            _check_bytes(len(value), what, max_bytes)
             with Image.open(io.BytesIO(value)) as im:
-                im.load()
-                return im.copy()
+                return _decode(im, what, max_pixels)
         if hasattr(value, "__array_interface__"):
+            shape = getattr(value, "shape", (0, 0))
+            _check_pixels((int(shape[1]) if len(shape) > 1 else 0, int(shape[0]) if shape else 0),
+                          what, max_pixels)
             return Image.fromarray(value)
-    except (UnidentifiedImageError, OSError, TypeError, ValueError) as exc:
-        raise StylusError(f"{what} is not an image that can be read ({exc}); upload a PNG, JPEG "
-                          f"or WebP file") from exc
+    except Image.DecompressionBombError as exc:
+        raise StylusError(f"{what} is too large to decode ({exc}); the limit is {max_pixels:,} "
+                          f"pixels (setting STYLUS_MAX_UPLOAD_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, TypeError, ValueError, SyntaxError) as exc:
+        raise StylusError(f"{what} is not an image that can be read ({type(exc).__name__}: {exc}); "
+                          f"upload a PNG, JPEG or WebP file") from None
     raise StylusError(f"{what} must be an image, got {type(value).__name__}")
 
 
+def _check_bytes(size: int, what: str, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise StylusError(f"{what} file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB "
+                          f"(setting STYLUS_MAX_UPLOAD_MB)")
+
+
+def _check_pixels(size: tuple[int, int], what: str, max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise StylusError(f"{what} is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} pixels "
+                          f"(setting STYLUS_MAX_UPLOAD_PIXELS); resize it first")
+
+
+def _decode(im: Image.Image, what: str, max_pixels: int) -> Image.Image:
+    _check_pixels(im.size, what, max_pixels)  # from the header, before any pixel is decoded
+    im.load()  # a truncated file fails here ("image file is truncated")
+    return im.copy()
+
+
 def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
-                 cards: dict[str, Any]) -> GenerationRequest:
+                 cards: dict[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> GenerationRequest:
     """Validate ``request``; return it with images converted (init RGB, mask L)."""
     r = request
     if not isinstance(r.prompt, str):
@@ -60,12 +97,12 @@ def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
     if not isinstance(r.seed, int) or not 0 <= r.seed < 2**63 - MAX_IMAGES:
         raise StylusError(f"seed {r.seed!r} is not allowed; use an integer from 0 to 2**63-17")
     if r.mode != "txt2img":
-        _check_images(r)
+        _check_images(r, max_pixels, max_bytes)
     _check_variants(variants, cards)
     return r
 
 
-def _check_images(r: GenerationRequest) -> None:
+def _check_images(r: GenerationRequest, max_pixels: int, max_bytes: int) -> None:
     if not 0.0 < float(r.strength) <= 1.0:
         raise StylusError(f"strength {r.strength!r} is not allowed; use a value in (0, 1]")
     if int(r.steps * float(r.strength)) < 1:
@@ -73,11 +110,11 @@ def _check_images(r: GenerationRequest) -> None:
                           f"{r.mode} (steps x strength must be at least 1); raise steps or strength")
     if r.init_image is None:
         raise StylusError(f"mode {r.mode} needs an init image; upload one")
-    r.init_image = to_image(r.init_image, "init image").convert("RGB")
+    r.init_image = to_image(r.init_image, "init image", max_pixels, max_bytes).convert("RGB")
     if r.mode == "inpaint":
         if r.mask_image is None:
             raise StylusError("mode inpaint needs a mask image (white = repaint); draw or upload one")
-        r.mask_image = to_image(r.mask_image, "mask image").convert("L")
+        r.mask_image = to_image(r.mask_image, "mask image", max_pixels, max_bytes).convert("L")
         if r.mask_image.size != r.init_image.size:
             raise StylusError(f"mask size {r.mask_image.size[0]}x{r.mask_image.size[1]} differs from "
                               f"image size {r.init_image.size[0]}x{r.init_image.size[1]}; they must match")

@@ -9,6 +9,7 @@ and verified; a hash mismatch deletes the file.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -33,16 +34,36 @@ class DownloadPolicy:
 
 
 def host_allowed(url: str, hosts: list[str]) -> str:
-    """Return the host if ``url`` may be fetched, else raise naming the host and the allow-list."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK):
-        raise DownloadError(f"{url}: only https downloads are allowed (got {parts.scheme or 'no'} scheme)")
+    """Return the host if ``url`` may be fetched, else raise naming the host and the allow-list.
+
+    The host is read the way httpx (which makes the request) reads it, so no URL trick
+    (``user@host``, backslashes, odd ports) can make the check and the request disagree.
+    Sub-domains of a listed name are allowed; an IP address must be listed exactly."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise DownloadError(f"{url!r}: not a valid URL ({exc})") from None
+    host = (parsed.host or "").lower().strip("[]")
+    if host != (urlsplit(url).hostname or "").lower():
+        raise DownloadError(f"{url}: the host is ambiguous ({host!r} vs "
+                            f"{urlsplit(url).hostname!r}); refused")
+    if parsed.userinfo:
+        raise DownloadError(f"{urlsplit(url).hostname}: URLs with user info ('user@host') are refused")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and host in _LOOPBACK):
+        raise DownloadError(f"{url}: only https downloads are allowed (got {parsed.scheme or 'no'} scheme)")
     allowed = [h.lower() for h in hosts]
-    if not any(host == h or host.endswith("." + h) for h in allowed):
+    if not any(host == h or (host.endswith("." + h) and not _is_ip(host)) for h in allowed):
         raise DownloadError(f"{url}: host {host!r} is not in the download allow-list "
                             f"({', '.join(allowed) or 'empty'}; setting STYLUS_DOWNLOAD_HOSTS)")
     return host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def _auth_headers(host: str, policy: DownloadPolicy) -> dict[str, str]:
@@ -59,8 +80,13 @@ def download(url: str, dest: Path, policy: DownloadPolicy, sha256: str | None = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     limit = policy.max_mb * 1024 * 1024
-    with httpx.Client(timeout=policy.timeout, follow_redirects=False) as client:
-        _fetch(client, url, part, policy, limit)
+    with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
+        try:
+            _fetch(client, url, part, policy, limit)
+        except DownloadError:
+            if not sha256:  # a resume could splice two different files: keep nothing unverifiable
+                part.unlink(missing_ok=True)
+            raise
     if sha256:
         actual = _sha256(part)
         if actual != sha256.upper():

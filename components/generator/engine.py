@@ -72,7 +72,8 @@ class Generator:
         notices: list[str] = []
         if variants is None and request.composition is not None:
             variants = self._variants_from(request, notices)
-        check_inputs(request, variants, cards)
+        check_inputs(request, variants, cards, max_pixels=self.settings.max_upload_pixels,
+                     max_bytes=self.settings.max_upload_mb * 2**20)
         with self._lock:
             return self._run(request, variants or [], cards, progress, notices)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from components.atomic_files import atomic_path
+
 # A1111's own pattern for "key: value" pairs (values may be double-quoted).
 _PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 NEGATIVE = "Negative prompt: "
@@ -78,10 +80,8 @@ def save_png(image: Image.Image, path: Path, parameters: str) -> Path:
     info = PngInfo()
     info.add_text("parameters", parameters)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    image.save(tmp, format="PNG", pnginfo=info)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # a unique temporary name, renamed when complete
+        image.save(tmp, format="PNG", pnginfo=info)
     return path
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from components.types import GenerationResult
+from components.atomic_files import atomic_path, write_text
 
 from .metadata import make_grid, save_png
 
@@ -33,11 +34,11 @@ def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
     if grid_images:
         grid = make_grid(grid_images + ([result.baseline.image] if result.baseline else []))
         grid_path = folder / f"{stem}-grid.png"
-        grid.save(grid_path)
+        with atomic_path(grid_path) as tmp:
+            grid.save(tmp, format="PNG")
         summary["grid"] = str(grid_path)
     if result.preview_model:
         summary["warning"] = "images come from the untrained preview model (random weights)"
     summary.update(extra or {})
-    (folder / f"{stem}-summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False),
-                                                 encoding="utf-8")
+    write_text(folder / f"{stem}-summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     return summary

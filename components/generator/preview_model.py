@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -98,17 +99,24 @@ def ensure_preview_model(cache_dir: Path) -> Path:
     marker = target / "stylus-preview.json"
     if marker.is_file() and json.loads(marker.read_text()).get("version") == PREVIEW_VERSION:
         return target
-    tmp = target.with_name(f"{PREVIEW_DIRNAME}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    pipe = StableDiffusionPipeline(**build_preview_components(tmp))
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    shutil.rmtree(tmp / "tokenizer-src")
-    (tmp / "stylus-preview.json").write_text(json.dumps(
-        {"version": PREVIEW_VERSION, "seed": PREVIEW_SEED,
-         "note": "untrained random-weight preview model built by Stylus"}))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)  # complete folders only: a crash mid-build leaves just the .tmp
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a folder of this build's own (two processes may build at once); a crash leaves only it
+    tmp = Path(tempfile.mkdtemp(prefix=f"{PREVIEW_DIRNAME}.tmp-", dir=target.parent))
+    try:
+        pipe = StableDiffusionPipeline(**build_preview_components(tmp))
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        shutil.rmtree(tmp / "tokenizer-src")
+        (tmp / "stylus-preview.json").write_text(json.dumps(
+            {"version": PREVIEW_VERSION, "seed": PREVIEW_SEED,
+             "note": "untrained random-weight preview model built by Stylus"}))
+        if marker.is_file() and json.loads(marker.read_text()).get("version") == PREVIEW_VERSION:
+            return target  # another process finished first: use its identical build
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)  # complete folders only
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from components.atomic_files import atomic_path
+
 STANDIN_RANK = 4
 STANDIN_VERSION = "1"  # part of the file name: a recipe change gives new files
 _UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -63,9 +65,7 @@ def ensure_standin(pipe, cache_dir: Path, card_id: str) -> Path:
     path = standin_path(cache_dir, card_id)
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(standin_state_dict(pipe, card_id), str(tmp),
-              metadata={"stylus_stand_in": card_id, "ss_network_dim": str(STANDIN_RANK)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # unique per writer: two requests may build the same card
+        save_file(standin_state_dict(pipe, card_id), str(tmp),
+                  metadata={"stylus_stand_in": card_id, "ss_network_dim": str(STANDIN_RANK)})
     return path

@@ -66,6 +66,12 @@ class _Outcome:
     notices: list[str] = field(default_factory=list)
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 class AnswerCache:
     """Validated answers keyed by (model, prompt version, card content hash), on disk as JSON
     lines. Appends are flushed and fsync'd one by one, so a kill loses at most the answer in
@@ -95,7 +101,10 @@ class AnswerCache:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                # a line torn by a kill has no newline: start on a fresh line, or this answer
+                # would be glued to the torn one and lost with it
+                lead = "\n" if fh.tell() and not _ends_with_newline(self.path) else ""
+                fh.write(lead + json.dumps(row, ensure_ascii=False) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             self._data[key] = row["answer"]

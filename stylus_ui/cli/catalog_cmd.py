@@ -120,11 +120,12 @@ def _import_civitai_api(args):
 
 
 def _import_folder(args):
-    from catalog.importers.folder import import_folder
+    from catalog.importers.folder import allowed_roots, import_folder
     settings = settings_from_args(args)
+    roots = allowed_roots(settings)  # the same policy as the web app (off when public, no roots)
     with _open(args, seed=False) as store:
         return _report(import_folder(store, args.dir, allow_pickle=args.allow_pickle or settings.allow_pickle,
-                                     roots=settings.folder_import_roots or None, progress=True))
+                                     roots=roots, progress=True))
 
 
 def _import_hf(args):

@@ -48,9 +48,26 @@ def create_demo(engine) -> gr.Blocks:
 
 
 def launch_kwargs(settings) -> dict[str, Any]:
-    """Theme and stylesheet (Gradio 6 takes them at launch()) and the output folder to serve."""
+    """Theme and stylesheet (Gradio 6 takes them at launch()) and what the server may serve.
+
+    Files: the output folder only (plus Gradio's own upload/cache folder); the catalog, the
+    adapter/model cache and the home folder are refused even where they overlap it. Uploads:
+    at most ``max_upload_mb``; PIL refuses decompression bombs above the pixel limit."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = settings.max_upload_pixels  # warn above, refuse above twice this
+    blocked = [settings.catalog_dir, settings.cache_dir]
+    if not _inside(settings.output_dir, settings.home):
+        blocked.append(settings.home)
     return {"theme": gr.themes.Soft(primary_hue="violet", secondary_hue="sky"), "css": css(),
-            "allowed_paths": [str(settings.output_dir)]}
+            "allowed_paths": [str(settings.output_dir)], "blocked_paths": [str(p) for p in blocked],
+            "max_file_size": f"{settings.max_upload_mb}mb"}
+
+
+def _inside(path, folder) -> bool:
+    from pathlib import Path
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
 
 
 def build_app(settings=None) -> tuple[gr.Blocks, dict[str, Any]]:

@@ -52,10 +52,12 @@ def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
         open_fn, [card_id], [detail, *form], api_visibility="undocumented")
     save = user_errors(partial(on_save, engine))
     writes = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
-    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], **writes)
+    # stable names (undocumented) so tests and scripts can drive catalog edits with gradio_client
+    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_name="catalog_save",
+                         **writes)
     for name, blocked in (("block", True), ("unblock", False)):
         fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
-                           [detail, *form, fields["status"]], **writes)
+                           [detail, *form, fields["status"]], api_name=f"catalog_{name}", **writes)
     return base, results, summary
 
 

@@ -41,6 +41,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _message(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    from components.redact import redact
+    text = redact(str(exc)).strip() or type(exc).__name__
     first = text.splitlines()[0]
     return first[:500]

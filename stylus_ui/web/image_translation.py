@@ -1,6 +1,8 @@
 """The "Image translation" tab: an input image, re-imagined under the prompt and the adapters."""
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 
 from stylus_ui.web.assets import example_image_path
@@ -10,7 +12,7 @@ from stylus_ui.web.images import to_rgb
 
 def _extra() -> list:
     example = example_image_path()
-    image = gr.Image(label="Input image (resized to width x height)", type="pil", height=260,
+    image = gr.Image(label="Input image (resized to width x height)", type="filepath", height=260,
                      elem_id="img2img-image", sources=["upload", "clipboard"],
                      value=str(example) if example else None)
     strength = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength (how much to change)",
@@ -18,9 +20,10 @@ def _extra() -> list:
     return [image, gr.State(None), strength]
 
 
-def _read(size, image, editor, strength) -> dict:
-    return {"init_image": to_rgb(image, size, "input image"), "strength": float(strength)}
+def _read(settings, size, image, editor, strength) -> dict:
+    """The upload arrives as a file: checked against the upload limits before it is decoded."""
+    return {"init_image": to_rgb(image, size, "input image", settings), "strength": float(strength)}
 
 
 def build_image_translation(engine) -> Panel:
-    return build_panel(engine, "img2img", _extra, _read)
+    return build_panel(engine, "img2img", _extra, partial(_read, engine.settings))

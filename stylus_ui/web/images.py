@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from components.atomic_files import atomic_path
+
 
 def save_png(item, out_dir: Path) -> str:
     """Write a GeneratedImage as PNG with its ``parameters`` text chunk; returns the path.
@@ -22,13 +24,19 @@ def save_png(item, out_dir: Path) -> str:
         info.add_text("parameters", item.parameters)
     kind = "base" if item.variant is None else f"v{item.variant.index}"
     path = out_dir / f"stylus-{uuid.uuid4().hex[:10]}-{kind}-seed{item.seed}.png"
-    item.image.save(path, pnginfo=info)
+    with atomic_path(path) as tmp:  # the gallery never serves a half-written PNG
+        item.image.save(tmp, format="PNG", pnginfo=info)
     return str(path)
 
 
-def to_rgb(image: Any, size: tuple[int, int], what: str) -> Image.Image:
+def to_rgb(image: Any, size: tuple[int, int], what: str, settings: Any = None) -> Image.Image:
+    """An upload (file path, array or PIL image) as RGB at ``size``; files are checked against the
+    upload limits of ``settings`` (size in MB, pixel count) before they are decoded."""
     if image is None:
         raise ValueError(f"no {what} given: upload an image first")
+    if isinstance(image, (str, Path)) or isinstance(image, Image.Image):
+        from components.generator.checks import to_image
+        image = to_image(image, what, **_limits(settings))
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.astype(np.uint8))
     if not isinstance(image, Image.Image):
@@ -36,11 +44,25 @@ def to_rgb(image: Any, size: tuple[int, int], what: str) -> Image.Image:
     return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
 
-def editor_to_image_and_mask(value: Any, size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+def _limits(settings: Any) -> dict[str, int]:
+    if settings is None:
+        return {}
+    return {"max_pixels": settings.max_upload_pixels, "max_bytes": settings.max_upload_mb * 2**20}
+
+
+def editor_to_image_and_mask(value: Any, size: tuple[int, int],
+                             settings: Any = None) -> tuple[Image.Image, Image.Image]:
     """An ImageEditor/ImageMask value -> (init image, mask: white = repaint), both at ``size``."""
     if not isinstance(value, dict) or value.get("background") is None:
         raise ValueError("no image to inpaint: upload an image in the editor, then paint the mask")
+    if isinstance(value["background"], (str, Path)):
+        from components.generator.checks import to_image
+        value = {**value, "background": to_image(value["background"], "image", **_limits(settings))}
     background = np.asarray(value["background"])
+    limit = _limits(settings).get("max_pixels")
+    if limit and background.shape[0] * background.shape[1] > limit:
+        raise ValueError(f"image is {background.shape[1]}x{background.shape[0]} pixels; the limit is "
+                         f"{limit:,} pixels (setting STYLUS_MAX_UPLOAD_PIXELS); resize it first")
     painted = np.zeros(background.shape[:2], dtype=bool)
     for layer in value.get("layers") or []:
         layer = np.asarray(layer)

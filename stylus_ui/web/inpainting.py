@@ -1,6 +1,8 @@
 """The "Inpainting" tab: paint a mask over an image; only the painted part is regenerated."""
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 
 from stylus_ui.web.assets import example_image_path
@@ -20,10 +22,10 @@ def _extra() -> list:
     return [gr.State(None), editor, strength]
 
 
-def _read(size, image, editor, strength) -> dict:
-    init, mask = editor_to_image_and_mask(editor, size)
+def _read(settings, size, image, editor, strength) -> dict:
+    init, mask = editor_to_image_and_mask(editor, size, settings)
     return {"init_image": init, "mask_image": mask, "strength": float(strength)}
 
 
 def build_inpainting(engine) -> Panel:
-    return build_panel(engine, "inpaint", _extra, _read)
+    return build_panel(engine, "inpaint", _extra, partial(_read, engine.settings))
