@@ -269,6 +269,8 @@ def main() -> int:
         elapsed = run_users(app.url, args, work / "files", args.duration, stats)
         rss["end"] = app.rss_mb()
         report(stats, elapsed, rss, args)
+        if stats.errors:  # the work directory is removed below: show the app's side now
+            print("app log (last lines):\n" + "\n".join(app.log.read_text(errors="replace").splitlines()[-20:]))
         return 1 if stats.errors else 0
     finally:
         app.stop()

@@ -273,3 +273,25 @@ def test_bad_download_is_not_used_not_kept_and_the_request_goes_on(tmp_path, rea
     assert not final.exists()  # not kept under its name; an interrupted one may wait as .part for a resume
     leftovers = [p.name for p in final.parent.glob("*")] if final.parent.exists() else []
     assert leftovers in ([], [final.name + ".part"]) and (fault == "interrupted" or leftovers == [])
+
+
+# ---- index files: one file per BM25 index, written atomically --------------------------------------
+def test_bm25_index_is_one_atomic_file_and_concurrent_saves_stay_consistent(tmp_path):
+    from components.index.lexical import SparseBM25
+
+    def index(words: list[str]) -> SparseBM25:
+        idx = SparseBM25()
+        idx.replace(set(), [(f"card-{i}", [w, "shared"]) for i, w in enumerate(words)])
+        return idx
+
+    small, large = index(["moon", "corgi"]), index([f"word{i}" for i in range(300)])
+    threads = [threading.Thread(target=idx.save, args=(tmp_path, "prompts")) for idx in (small, large) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.npz"]  # no vocabulary file to fall behind
+    loaded = SparseBM25.load(tmp_path, "prompts")
+    expected = small if len(loaded.vocab) == len(small.vocab) else large  # the last rename wins, whole
+    assert loaded.vocab == expected.vocab and list(loaded.owners) == list(expected.owners)
+    assert (loaded.scores(["shared"]) == expected.scores(["shared"])).all()

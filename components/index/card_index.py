@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog.settings import Settings
+from components.atomic_files import write_text
 from components.encoder import Embedder
 from components.index.documents import INDEX_FORMAT, CardFacts, card_documents
 from components.index.lexical import SparseBM25
@@ -73,10 +74,7 @@ class CardIndex:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
 
     def _write_json(self, name: str, data) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f"{name}.tmp"
-        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(self.dir / name)
+        write_text(self.dir / name, json.dumps(data, ensure_ascii=False))  # unique temp name, then rename
 
     def _check_model(self) -> None:
         built_with = self.manifest.get("embedding_model")
@@ -162,7 +160,10 @@ class CardIndex:
         ids = {d.facts.id for d in docs}
         self.prompts.replace(ids, [(d.facts.id, t) for d in docs for t in d.prompt_terms])
         self.cards.replace(ids, [(d.facts.id, d.card_terms) for d in docs])
-        vectors = self.embedder.embed([d.dense_text for d in docs])
+        texts = list(dict.fromkeys(d.dense_text for d in docs))  # versions of one model share a text
+        unique = self.embedder.embed(texts)
+        row = {t: i for i, t in enumerate(texts)}
+        vectors = unique[[row[d.dense_text] for d in docs]] if docs else unique
         metadatas = [{"index_hash": d.index_hash, "base_model": d.facts.base_model} for d in docs]
         self.vectors.upsert([d.facts.id for d in docs], vectors, metadatas)
         for d in docs:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from catalog.card import LOADABLE_TYPES, AdapterCard
 from components.prompt_text import terms
 
-MAX_DENSE_CHARS = 120  # ~25 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 2  # bump when documents change shape: every card is then re-indexed
+MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
+INDEX_FORMAT = 3  # bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -56,8 +56,7 @@ def _name_words(card: AdapterCard) -> list[str]:
 
 
 def dense_text(card: AdapterCard) -> str:
-    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:4]),
-             ", ".join(card.effective_trigger_words()[:2])]
+    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:3])]
     text = ". ".join(p.strip() for p in parts if p and p.strip())
     return re.sub(r"[_()\[\]{}<>]", " ", text)[:MAX_DENSE_CHARS]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from components.atomic_files import atomic_path
+
 K1, B = 1.2, 0.75  # Lucene defaults; k1/b variations moved dev recall by under 0.005
 
 
@@ -75,17 +77,17 @@ class SparseBM25:
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, directory: Path, name: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f"{name}.tmp.npz"
-        np.savez(tmp, data=self.counts.data, indices=self.counts.indices, indptr=self.counts.indptr,
-                 shape=np.asarray(self.counts.shape), owners=self.owners.astype(str))
-        tmp.replace(directory / f"{name}.npz")
-        vocab_tmp = directory / f"{name}.vocab.tmp.json"
+        """One file, written to a unique temporary name and renamed: counts, owners and the
+        vocabulary always belong together, even after a kill or with two writers (a separate
+        vocabulary file could be left one generation behind the counts)."""
         terms = [""] * len(self.vocab)
         for t, i in self.vocab.items():
             terms[i] = t
-        vocab_tmp.write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
-        vocab_tmp.replace(directory / f"{name}.vocab.json")
+        vocab = np.frombuffer(json.dumps(terms, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+        with atomic_path(directory / f"{name}.npz") as tmp:
+            np.savez(tmp, data=self.counts.data, indices=self.counts.indices, indptr=self.counts.indptr,
+                     shape=np.asarray(self.counts.shape), owners=self.owners.astype(str), vocab_json=vocab)
+        (directory / f"{name}.vocab.json").unlink(missing_ok=True)  # the old two-file format
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "SparseBM25":
@@ -96,6 +98,9 @@ class SparseBM25:
         with np.load(path, allow_pickle=False) as z:
             index.counts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             index.owners = z["owners"].astype(object)
-        terms = json.loads((directory / f"{name}.vocab.json").read_text(encoding="utf-8"))
+            if "vocab_json" in z.files:
+                terms = json.loads(z["vocab_json"].tobytes().decode("utf-8"))
+            else:  # written before the vocabulary moved into the same file
+                terms = json.loads((directory / f"{name}.vocab.json").read_text(encoding="utf-8"))
         index.vocab = {t: i for i, t in enumerate(terms)}
         return index
