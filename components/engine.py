@@ -64,9 +64,24 @@ class StylusEngine:
     def retrieve(self, prompt: str, top_k: int | None = None) -> RetrievalResult:
         retriever = self.retriever
         with self._index_lock:
-            if self.store.data_version() != self._catalog_version:
-                self._refresh_index()  # another process changed the shared catalog: follow it
-            return retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
+            behind = self._follow_catalog()
+            result = retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
+        result.notices.extend(behind)
+        return result
+
+    def _follow_catalog(self) -> list[str]:
+        """Another process (sharing the catalog) committed since the index was updated: update it
+        (incremental) before ranking. If the vector store is down, rank with the index as it is."""
+        if self.store.data_version() == self._catalog_version:
+            return []
+        from .retriever import VECTOR_STORE_DOWN
+        try:
+            self._refresh_index()
+        except VECTOR_STORE_DOWN as exc:
+            self._catalog_version = None  # try again on the next query
+            return [f"the catalog changed in another process but the index could not follow yet "
+                    f"({type(exc).__name__}); results may miss the latest edits"]
+        return []
 
     def compose(self, prompt: str, retrieval: RetrievalResult, *, composer: str | None = None,
                 llm_model: str | None = None, adapters_per_topic: int | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from stylus_ui.cli.common import add_common, print_json, settings_from_args
 
@@ -16,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", metavar="FILE.jsonl",
                    help="lines with a 'query' field; writes one JSON line per query, in input order")
     p.add_argument("--top-k", type=int, default=None, help="adapters to return (default: $STYLUS_TOP_K or 150)")
-    p.add_argument("--characters", choices=("named", "all", "none"), default=None,
-                   help="character/real-person adapters: only those the prompt names (default), all, or none")
+    p.add_argument("--characters", choices=("named", "all", "none"), default="all",
+                   help="character/real-person adapters: all (default here: this command measures "
+                        "recall), only those the prompt names (what the composer and UI use), or none")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_common(p)
     p.set_defaults(func=_run)
@@ -45,7 +47,7 @@ def _read_queries(path: str) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from catalog.starter import open_catalog
-    from components.retriever import Filters, Retriever
+    from components.retriever import Retriever
     from components.types import StylusError
 
     if (args.prompt is None) == (args.queries is None):
@@ -56,16 +58,18 @@ def _run(args: argparse.Namespace) -> int:
     queries = _read_queries(args.queries) if args.queries else None
     with open_catalog(settings) as store:
         retriever = Retriever(settings, store)
-        if args.characters:
-            from dataclasses import replace
-            retriever.filters = replace(retriever.filters, characters=args.characters)
+        retriever.filters = replace(retriever.filters, characters=args.characters)
         report = retriever.last_report
         if report is not None and (report.added or report.updated or report.removed):
             print(report.summary(), file=sys.stderr)
-        if queries is not None:
+        if queries is not None:  # ranking only: ids, model ids and scores come from the index
+            top_k = args.top_k or settings.top_k
             for query in queries:
-                result = retriever.retrieve(query, top_k=args.top_k)
-                print_json({"query": query, "adapters": [candidate_record(c) for c in result.candidates]})
+                ranked = retriever.rank(query, top_k) if query.strip() else []
+                facts = [retriever.index.facts[retriever.ids[i]] for i, _, _ in ranked]
+                print_json({"query": query, "adapters": [
+                    {"id": f.id, "civitai_model_id": f.civitai_model_id, "score": round(score, 4)}
+                    for f, (_, score, _) in zip(facts, ranked)]})
             return 0
         if not args.prompt.strip():
             raise StylusError("the prompt is empty: type what the image should show")
