@@ -1,6 +1,6 @@
 """Composer benchmark (issue 4): selection quality and speed, side by side in one run.
 
-    python bench/composer.py [--limit N] [--llm-model M] [--no-dev]
+    python bench/composer.py [--limit N] [--llm-model M] [--no-dev] [--work DIR] [--fresh]
 
 1. Segmentation on the paper's COCO / Parti captions against the paper's own topics (the keys of
    ``ranked_adapters``), with the metric calibrated in ``bench/segmentation.py`` so the naive
@@ -10,9 +10,11 @@
    a light singular, stopwords kept; a row with empty/unparsable paper output has no gold
    topics. Naive baseline: split at function words only. Rows: naive, our shipped tagger
    (in-sample: trained on both corpora) and held-out (trained on the other corpus only).
-2. Dev split (../shared/data/lora-queries-dev.jsonl.gz) through the retriever: hit rate (true
-   adapter in the composition), mean adapters, share with an unnamed character adapter, for
-   random picks / retriever top-3 / offline composer / LLM composer (when --llm-model is set).
+2. Dev split (../shared/data/lora-queries-dev.jsonl.gz) through the retriever on the real
+   catalog (cached in --work; see bench/composer_dev.py): hit rate (true adapter in the
+   composition), mean adapters, share with an unnamed character adapter, hit rate for character
+   and other true adapters, for random picks / retriever top-3 / offline composer / LLM composer
+   (when --llm-model is set).
 3. Compose latency p50/p95 with 150 candidates from the starter catalog.
 """
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import random
 import statistics
 import sys
 import time
@@ -31,11 +32,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO.parent / "shared" / "data"
 
-from components.composer import ComposeOptions, compose, segment  # noqa: E402
-from components.composer.offline import names_in_prompt, profile  # noqa: E402
-from components.composer.segment import normalize_phrase  # noqa: E402
+from components.composer import compose, segment  # noqa: E402
 from components.types import Candidate  # noqa: E402
 import segmentation as seg  # noqa: E402  (bench/segmentation.py: metric, naive baseline, tagger training)
+from composer_dev import bench_dev  # noqa: E402
+
 
 def bench_segmentation() -> None:
     """Calibrated metric of ``bench/segmentation.py``; the tagger's held-out rows retrain it."""
@@ -71,59 +72,24 @@ def bench_latency(prompts: list[str]) -> None:
           f"p50 {statistics.median(times):.2f} ms, p95 {q[18]:.2f} ms (goal p50 <= 10 ms)")
 
 
-def bench_dev(limit: int, llm_model: str) -> None:
-    print("\n== Dev split: hit rate / mean adapters / unnamed-character share")
-    try:
-        from components.engine import StylusEngine
-        from catalog.settings import Settings
-        engine = StylusEngine(Settings.from_env())
-        engine.retrieve("a dog", top_k=5)
-    except (ImportError, ModuleNotFoundError) as exc:
-        print(f"skipped: retriever not available ({exc})")
-        return
-    with gzip.open(DATA / "lora-queries-dev.jsonl.gz", "rt", encoding="utf-8") as fh:
-        queries = [json.loads(line) for line in fh][:limit]
-    rng = random.Random(0)
-    methods = {"random 3": None, "retriever top-3": None, "offline composer": ComposeOptions()}
-    if llm_model:
-        methods["llm composer"] = ComposeOptions(composer="llm", llm_model=llm_model)
-    stats = {m: [0, 0, 0] for m in methods}
-    for q in queries:
-        retrieval = engine.retrieve(q["query"], top_k=150)
-        cands = retrieval.candidates
-        for m, opts in methods.items():
-            if m == "random 3":
-                picked = rng.sample(cands, min(3, len(cands)))
-            elif m == "retriever top-3":
-                picked = cands[:3]
-            else:
-                ids = set(compose(q["query"], cands, opts).adapter_ids())
-                picked = [c for c in cands if c.id in ids]
-            low = q["query"].lower()
-            words = set(normalize_phrase(q["query"]))
-            stats[m][0] += any(c.card.civitai_model_id == q["model_id"] for c in picked)
-            stats[m][1] += len(picked)
-            stats[m][2] += any(c.card.is_character() and not names_in_prompt(c.card, profile(c.card), low, words)
-                               for c in picked)
-    n = max(1, len(queries))
-    print(f"{'method':18} {'hit':>6} {'adapters':>9} {'unnamed char':>13}   ({n} queries; goal hit>=0.75, <=3)")
-    for m, (hit, count, char) in stats.items():
-        print(f"{m:18} {hit / n:>6.3f} {count / n:>9.2f} {char / n:>13.3f}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=2072, help="dev queries to run")
+    ap.add_argument("--limit", type=int, default=None, help="first N dev queries only")
     ap.add_argument("--llm-model", default="", help="litellm model for the LLM composer row")
     ap.add_argument("--no-dev", action="store_true", help="skip the dev split (no retriever needed)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="folder for the cached dev catalog, index and retrieval results (reused)")
+    ap.add_argument("--fresh", action="store_true", help="retrieve the dev queries again (ignore the cache)")
+    ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation rows")
     args = ap.parse_args()
-    bench_segmentation()
+    if not args.no_segmentation:
+        bench_segmentation()
     prompts = [c for c, _ in seg.load_paper("coco_rank.csv")[:300]]
     with gzip.open(DATA / "lora-queries-dev.jsonl.gz", "rt", encoding="utf-8") as fh:
         prompts += [json.loads(line)["query"] for line in fh][:300]
     bench_latency(prompts)
     if not args.no_dev:
-        bench_dev(args.limit, args.llm_model)
+        bench_dev(args.limit, args.llm_model, args.work, args.fresh)
     return 0
 
 

@@ -40,6 +40,9 @@ class Settings:
     safety_checker: bool = False  # explicit policy; real checkpoints only
     torch_threads: int = 0  # 0 = torch default
     lora_cache_size: int = 16  # adapters kept loaded on the pipeline (LRU)
+    # fused: merge a variant's adapters for its batch (base speed), exact restore afterwards;
+    # unfused: set_adapters scalings only (slower steps, never touches base weights)
+    adapter_mode: str = "fused"
 
     # retrieval
     embedding_model: str = "minilm"  # "minilm" (offline package), any ST name/path, or "litellm:<model>"
@@ -88,6 +91,7 @@ class Settings:
             "dtype": ("auto", "float32", "float16", "bfloat16"),
             "chroma_mode": ("embedded", "server"),
             "composer": ("offline", "llm"),
+            "adapter_mode": ("fused", "unfused"),
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

@@ -67,7 +67,30 @@ def test_adapters_change_output_and_masks_give_distinct_variants(tiny_generator)
     assert "Stylus stand-in LoRAs" in a.images[0].parameters
 
 
-def test_disabled_adapters_restore_the_baseline_exactly(tiny_generator):
+@pytest.fixture(params=["fused", "unfused"])
+def adapter_mode(request, tiny_generator):
+    """Run a test with each way of applying adapters (Settings.adapter_mode)."""
+    before = tiny_generator.settings.adapter_mode
+    tiny_generator.settings.adapter_mode = request.param
+    yield request.param
+    tiny_generator.settings.adapter_mode = before
+
+
+def test_fused_and_unfused_adapters_draw_the_same_image(tiny_generator):
+    cards = _cards("style-a", "style-b")
+    variant = [Variant(0, {"style-a": 0.7, "style-b": 0.4}, "a red fox in snow")]
+    images = {}
+    for mode in ("fused", "unfused"):
+        tiny_generator.settings.adapter_mode = mode
+        images[mode] = _px(tiny_generator.generate(_req(num_images=1), variant, cards).images[0])
+    tiny_generator.settings.adapter_mode = "fused"
+    base = _px(tiny_generator.generate(_req(num_images=1)).images[0])
+    # same maths up to float rounding: far closer to each other than to the base image
+    assert np.abs(images["fused"] - images["unfused"]).mean() < 0.5
+    assert np.abs(images["fused"] - base).mean() > 1.0
+
+
+def test_disabled_adapters_restore_the_baseline_exactly(tiny_generator, adapter_mode):
     cards = _cards("style-a")
     request = _req(num_images=1, include_baseline=True)
     plain_before = tiny_generator.generate(request)
@@ -82,7 +105,7 @@ def test_disabled_adapters_restore_the_baseline_exactly(tiny_generator):
     assert np.array_equal(_px(plain_after.images[0]), _px(plain_before.images[0]))
 
 
-def test_base_output_unchanged_after_50_mixed_requests(tiny_generator):
+def test_base_output_unchanged_after_50_mixed_requests(tiny_generator, adapter_mode):
     cards = _cards("mix-a", "mix-b", "mix-c")
     ids = list(cards)
     before = tiny_generator.generate(_req(num_images=1, steps=1))

@@ -3,8 +3,9 @@
 Each process is a real StylusEngine in its own python subprocess (tests/fakes/engine_worker.py)
 with STYLUS_CHROMA_MODE=server and the same STYLUS_CATALOG_DIR. Both start at once on an empty
 catalog (so they race to seed the starter catalog and to write the shared index files), then must
-give the same results, see each other's edits after re-index, and leave an index on disk that a
-third, fresh process reads consistently.
+give the same results, see each other's edits (on the next query, through SQLite's data_version,
+and after an explicit re-index), and leave an index on disk that a third, fresh process reads
+consistently.
 """
 from __future__ import annotations
 

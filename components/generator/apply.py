@@ -1,33 +1,89 @@
 """Activate one variant's adapters for the length of a ``with`` block, then restore the base.
 
-Adapters stay *unfused*: ``set_adapters`` only changes LoRA scalings, so the base weights are
-never modified and cannot drift. ``finally`` always disables the LoRA layers again, even when the
-pipeline call raised, so the next request (or the baseline image) starts from the base model.
+Two ways, chosen by ``Settings.adapter_mode``:
+
+- ``fused`` (default): ``set_adapters`` then ``fuse_lora`` merges the variant's adapters into
+  the base weights, so denoising costs what the base model costs. On exit the adapters are
+  unfused and every touched base weight is copied back from a snapshot taken before the first
+  fuse, so the base is restored bit for bit (unfusing alone leaves rounding residue).
+- ``unfused``: ``set_adapters`` only changes LoRA scalings; base weights are never touched, but
+  every step pays for the extra low-rank matmuls.
+
+``finally`` always restores the base and disables the LoRA layers, even when the pipeline call
+raised, so the next request (or the baseline image) starts from the base model.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
+
+ADAPTER_MODES = ("fused", "unfused")
+_SNAPSHOT_ATTR = "_stylus_base_snapshot"
+
 
 @contextmanager
-def active_adapters(pipe, weights: dict[str, float]) -> Iterator[None]:
+def active_adapters(pipe, weights: dict[str, float], mode: str = "fused") -> Iterator[None]:
     """``weights``: peft adapter name -> scale. Empty: the base model (all LoRA layers off)."""
-    loaded = set(pipe.get_list_adapters().get("unet", [])) | set(
-        pipe.get_list_adapters().get("text_encoder", []))
+    if mode not in ADAPTER_MODES:
+        raise ValueError(f"adapter mode {mode!r} is not one of {', '.join(ADAPTER_MODES)}")
+    lists = pipe.get_list_adapters()
+    loaded = set(lists.get("unet", [])) | set(lists.get("text_encoder", []))
     unknown = sorted(set(weights) - loaded)
     if unknown:
         raise KeyError(f"adapters {unknown} are not loaded; loaded: {sorted(loaded)}")
+    fused = False
     try:
         if weights and loaded:
             pipe.enable_lora()
             pipe.set_adapters(list(weights), adapter_weights=[float(w) for w in weights.values()])
+            if mode == "fused":
+                _snapshot_base(pipe)
+                fused = True
+                pipe.fuse_lora(components=_components(pipe), lora_scale=1.0, adapter_names=list(weights))
         elif loaded:
             pipe.disable_lora()
         yield
     finally:
+        if fused:
+            pipe.unfuse_lora(components=_components(pipe))
+            _restore_base(pipe)
         if loaded:
             pipe.disable_lora()
+
+
+def _components(pipe) -> list[str]:
+    return [name for name in ("unet", "text_encoder") if getattr(pipe, name, None) is not None]
+
+
+def _lora_layers(pipe):
+    for comp in _components(pipe):
+        for name, module in getattr(pipe, comp).named_modules():
+            base = getattr(module, "base_layer", None)
+            if base is not None and hasattr(module, "lora_A") and hasattr(base, "weight"):
+                yield f"{comp}.{name}", base
+
+
+@torch.no_grad()
+def _snapshot_base(pipe) -> None:
+    """Copy the base weight of every LoRA-wrapped layer once (new layers as adapters arrive).
+
+    Taken only while nothing is fused, so the copies are the pristine base."""
+    snap: dict[str, torch.Tensor] = getattr(pipe, _SNAPSHOT_ATTR, None) or {}
+    for key, base in _lora_layers(pipe):
+        if key not in snap:
+            snap[key] = base.weight.detach().clone()
+    setattr(pipe, _SNAPSHOT_ATTR, snap)
+
+
+@torch.no_grad()
+def _restore_base(pipe) -> None:
+    snap: dict[str, torch.Tensor] = getattr(pipe, _SNAPSHOT_ATTR, None) or {}
+    for key, base in _lora_layers(pipe):
+        saved = snap.get(key)
+        if saved is not None:
+            base.weight.copy_(saved)
 
 
 def base_is_clean(pipe) -> bool:

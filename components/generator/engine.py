@@ -144,7 +144,7 @@ class Generator:
         base_kwargs = _mode_kwargs(request)
         for key, group in groups:
             t0 = time.perf_counter()
-            with active_adapters(pipe, {adapter_name(c): w for c, w in key}):
+            with active_adapters(pipe, {adapter_name(c): w for c, w in key}, self.settings.adapter_mode):
                 t1 = time.perf_counter()
                 out = pipe(prompt=[j.prompt for j in group],
                            negative_prompt=[request.negative_prompt] * len(group),
