@@ -32,7 +32,7 @@ from catalog.settings import Settings
 from catalog.store import CatalogStore
 from components.composer import ComposeOptions, compose
 from components.composer.offline import names_in_prompt, profile
-from components.composer.segment import STOPWORDS, normalize_phrase
+from components.composer.naming import prompt_words
 from components.types import Candidate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -81,8 +81,6 @@ class Retrieved:
 
 def retrieve_all(store: CatalogStore, retriever, queries: list[dict], work: Path,
                  fresh: bool = False) -> list[Retrieved]:
-    from components.retriever import Filters
-
     state = hashlib.sha256(json.dumps(sorted(store.hashes().items())).encode()).hexdigest()[:16]
     key = hashlib.sha256(f"{CACHE_VERSION}|{state}|{json.dumps(queries)}".encode()).hexdigest()[:16]
     path = work / f"retrieved-{key}.pkl"
@@ -126,9 +124,7 @@ class Tally:
 
 
 def unnamed_character(card: AdapterCard, prompt: str) -> bool:
-    low = prompt.lower()
-    words = set(normalize_phrase(prompt)) | {w for w in low.split() if w not in STOPWORDS}
-    return card.is_character() and not names_in_prompt(card, profile(card), low, words)
+    return card.is_character() and not names_in_prompt(card, profile(card), prompt.lower(), prompt_words(prompt))
 
 
 Picker = Callable[[str, list[Candidate]], list[Candidate]]

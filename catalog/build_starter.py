@@ -1,17 +1,16 @@
 """Build the starter catalog: facts of the most-downloaded SFW SD 1.5 adapters, no author text.
 
-Run through ``python -m catalog.starter build DUMP``. The dump is imported with the project's
-own Civitai importer into a temporary catalog; one card per model (its newest SD 1.5 version)
-is kept, stripped of author-written text (descriptions, example prompts), and given a
-description by the project's offline refiner (components/refiner/offline.py; a template from
-the facts when it is absent).
+Run through ``python -m stylus_ui catalog build-starter DUMP``, which passes the project's
+offline refiner (components/refiner/offline.py) as ``refiner``: the catalog package itself
+never imports components. The dump is imported with the project's own Civitai importer into a
+temporary catalog; one card per model (its newest SD 1.5 version) is kept, stripped of
+author-written text (descriptions, example prompts), and described by the refiner (a template
+from the facts when none is given).
 The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp.
 """
 from __future__ import annotations
 
-import functools
 import gzip
-import importlib
 import json
 import os
 import statistics
@@ -30,14 +29,21 @@ _CATEGORY_TAGS = {c: c for c in CATEGORIES} | {"poses": "pose", "objects": "obje
                                                "tools": "tool", "plants": "plant", "actions": "action"}
 
 
-def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200) -> str:
-    """Write the starter file; returns a one-line summary."""
+RefinerFactory = Callable[[CatalogStore], Callable[[AdapterCard], Refined]]
+
+
+def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200,
+                  refiner: RefinerFactory | None = None) -> str:
+    """Write the starter file; returns a one-line summary.
+
+    ``refiner(store)`` sees the whole imported dump (for catalog-wide statistics) and returns
+    the function that refines one card."""
     with tempfile.TemporaryDirectory(prefix="stylus-starter-") as tmp:
         store = CatalogStore(tmp)
         try:
             import_civitai_file(store, dump_path, progress=False)
             chosen = select_cards(store, n)
-            refine = _offline_refiner(store)
+            refine = refiner(store) if refiner is not None else None
         finally:
             store.close()
     cards = sorted((facts_only(card, refine) for card in chosen), key=lambda c: c.id)
@@ -99,21 +105,6 @@ def template_refined(card: AdapterCard) -> Refined:
     return Refined(description=text + ".", category=category, keywords=tags,
                    recommended_weight=weight, weight_source="example-median" if weights else "",
                    refiner=TEMPLATE_REFINER)
-
-
-def _offline_refiner(store: CatalogStore) -> Callable[[AdapterCard], Refined] | None:
-    """The project's offline refiner (components/refiner/offline.py), with its phrase statistics
-    taken over the whole imported dump; None when that refiner is not there.
-
-    Imported lazily: only this build tool uses it; the catalog package does not depend on it."""
-    try:
-        module = importlib.import_module("components.refiner.offline")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("components.refiner.offline", "components.refiner"):
-            raise
-        return None
-    stats = module.PhraseStats.from_cards(store.iter_cards())
-    return functools.partial(module.refine_card, stats=stats)
 
 
 def write_cards(cards: list[AdapterCard], out_path: Path) -> None:

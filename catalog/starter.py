@@ -3,11 +3,10 @@
 ``catalog/starter_catalog.jsonl.gz`` holds facts-only cards of the most-downloaded SFW SD 1.5
 adapters with template/refiner descriptions (no author text). Rebuild it with::
 
-    python -m catalog.starter build ../shared/data/civitai-loras-2023-07.jsonl.gz
+    python -m stylus_ui catalog build-starter ../shared/data/civitai-loras-2023-07.jsonl.gz
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -68,7 +67,7 @@ def seed_if_empty(store: CatalogStore, path: Path = STARTER_PATH) -> int:
         return 0
     if not path.is_file():
         _stderr(f"stylus: no starter catalog at {path}; the catalog starts empty "
-                f"(build it with: python -m catalog.starter build DUMP)")
+                f"(build it with: python -m stylus_ui catalog build-starter DUMP)")
         return 0
     cards = load_starter_cards(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -80,22 +79,3 @@ def seed_if_empty(store: CatalogStore, path: Path = STARTER_PATH) -> int:
             store.set_refined(card.id, card.refined, tx)
         store.set_state(SEEDED_KEY, {"file": path.name, "sha256": digest, "cards": len(cards)}, tx)
     return len(cards)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m catalog.starter",
-                                     description="Build the starter catalog shipped in catalog/.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build starter_catalog.jsonl.gz from a Civitai dump")
-    b.add_argument("dump", help="Civitai API dump, e.g. ../shared/data/civitai-loras-2023-07.jsonl.gz")
-    b.add_argument("--out", default=str(STARTER_PATH), help="output file (default: %(default)s)")
-    b.add_argument("-n", type=int, default=1200, help="number of adapters (default: %(default)s)")
-    args = parser.parse_args(argv)
-    from catalog.build_starter import build_starter
-    summary = build_starter(args.dump, args.out, n=args.n)
-    print(summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import httpx
@@ -36,6 +36,7 @@ CHARACTER_POLICIES = ("named", "all", "none")
 CARD_CACHE = 4096
 DETAILED_EVIDENCE = 20  # candidates with per-field evidence; the rest say which card terms matched
 DENSE_QUERY_CHARS = 120  # ~30 tokens: the query embedding stays a few ms on a CPU
+EVIDENCE_TERMS = 12  # matched terms shown per field
 COMMON_NAME_WORD = 12  # a name word shared by more character cards than this names nobody
 
 
@@ -124,7 +125,7 @@ class Retriever:
         self._prompt_counts = np.diff(np.r_[self._prompt_starts, len(owners)])
         self._card_pos = np.array([pos[o] for o in self.index.cards.owners], dtype=np.int64)
         self._card_row = {o: r for r, o in enumerate(self.index.cards.owners)}
-        self._card_vocab = {j: t for t, j in self.index.cards.vocab.items()}
+        self._static_masks: dict[tuple, np.ndarray] = {}
 
     # ---- scoring ---------------------------------------------------------------------
     def _dense(self, text: str, pool: int, notices: list[str] | None) -> list[tuple[str, float]]:
@@ -158,19 +159,31 @@ class Retriever:
         return out
 
     def _allowed(self, filters: Filters, query_terms: list[str]) -> np.ndarray:
-        ok = np.ones(len(self.ids), dtype=bool)
-        if filters.base_model:
-            ok &= (self._base == filters.base_model) | (self._base == "unknown")
-        if not filters.allow_nsfw:
-            ok &= ~self._nsfw
-        if filters.loadable_only:
-            ok &= self._loadable
-        if filters.characters != "all":
-            person_ok = ~self._character
-            if filters.characters == "named":
-                person_ok[[i for t in set(query_terms) for i in self._names.get(t, ())]] = True
-            ok &= person_ok
+        key = (filters.base_model, filters.allow_nsfw, filters.loadable_only, filters.characters != "all")
+        static = self._static_masks.get(key)
+        if static is None:  # the query-independent part, computed once per filter setting
+            static = np.ones(len(self.ids), dtype=bool)
+            if filters.base_model:
+                static &= (self._base == filters.base_model) | (self._base == "unknown")
+            if not filters.allow_nsfw:
+                static &= ~self._nsfw
+            if filters.loadable_only:
+                static &= self._loadable
+            if filters.characters != "all":
+                static &= ~self._character
+            self._static_masks[key] = static
+        if filters.characters != "named":
+            return static
+        named = [i for t in set(query_terms) for i in self._names.get(t, ())]
+        if not named:
+            return static
+        ok = static.copy()
+        ok[named] = self._static_masks_named(filters)[named]
         return ok
+
+    def _static_masks_named(self, filters: Filters) -> np.ndarray:
+        """Characters the prompt names pass the character filter, not the other filters."""
+        return self._allowed(replace(filters, characters="all"), [])
 
     def rank(self, prompt: str, top_k: int, filters: Filters | None = None,
              fusion: Fusion | None = None,
@@ -218,21 +231,35 @@ class Retriever:
                 out[k] = self._cards[k]
         return out
 
-    def _evidence(self, card: AdapterCard, query: set[str], detailed: bool) -> dict[str, list[str]]:
+    def _matches(self, positions: list[int], query: set[str]) -> tuple[list[set[str]], list[set[str]]]:
+        """Query terms in each candidate's card document and in its example prompts (index rows)."""
+        card_rows = [self._card_row.get(self.ids[i]) for i in positions]
+        present = [n for n, r in enumerate(card_rows) if r is not None]
+        in_card = self.index.cards.matched_terms(np.array([card_rows[n] for n in present], dtype=np.int64),
+                                                 np.array(present, dtype=np.int64), len(positions), query)
+        rows, groups = [], []
+        for n, i in enumerate(positions):
+            j = int(np.searchsorted(self._prompt_cards, i))
+            if j < len(self._prompt_cards) and self._prompt_cards[j] == i:
+                start = self._prompt_starts[j]
+                rows.append(self._prompt_order[start:start + self._prompt_counts[j]])
+                groups.append(np.full(self._prompt_counts[j], n, dtype=np.int64))
+        in_examples = self.index.prompts.matched_terms(
+            np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            np.concatenate(groups) if groups else np.zeros(0, np.int64), len(positions), query)
+        return in_card, in_examples
+
+    @staticmethod
+    def _evidence(card: AdapterCard, query: set[str], in_card: set[str], in_examples: set[str],
+                  detailed: bool) -> dict[str, list[str]]:
         """Matched terms per card field (top candidates) or over the whole card document (the rest)."""
         if detailed:
-            fields = field_terms(card)
+            fields = field_terms(card, examples=False)
+            fields["examples"] = in_examples
         else:
-            fields = {"card": query & self._card_terms(card.id)}
-        return {f: _dedupe([display_term(t) for t in query & field_set])[:12]
+            fields = {"card": in_card}
+        return {f: _dedupe([display_term(t) for t in query & field_set], EVIDENCE_TERMS)
                 for f, field_set in fields.items() if query & field_set}
-
-    def _card_terms(self, card_id: str) -> set[str]:
-        row = self._card_row.get(card_id)
-        if row is None:
-            return set()
-        return {self._card_vocab[j] for j in self.index.cards.counts.indices[
-            self.index.cards.counts.indptr[row]:self.index.cards.counts.indptr[row + 1]]}
 
     def retrieve(self, prompt: str, top_k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
         start = time.perf_counter()
@@ -251,21 +278,25 @@ class Retriever:
         query = set(terms(prompt))
         ranked = self.rank(prompt, top_k, filters, notices=notices)
         cards = self._load_cards([self.ids[i] for i, _, _ in ranked])
+        in_card, in_examples = self._matches([i for i, _, _ in ranked], query)
         candidates = []
-        for i, score, signals in ranked:
+        for n, (i, score, signals) in enumerate(ranked):
             card = cards.get(self.ids[i])
             if card is None:
                 continue  # deleted since the index was updated
-            evidence = self._evidence(card, query, detailed=len(candidates) < DETAILED_EVIDENCE)
+            evidence = self._evidence(card, query, in_card[n], in_examples[n],
+                                      detailed=len(candidates) < DETAILED_EVIDENCE)
             candidates.append(Candidate(card=card, score=round(score, 4), rank=len(candidates) + 1,
                                         evidence=evidence, scores=signals))
         return RetrievalResult(prompt, candidates, time.perf_counter() - start, notices)
 
 
-def _dedupe(items: list[str]) -> list[str]:
-    """Longest terms first, without words already inside a longer matched phrase."""
+def _dedupe(items: list[str], limit: int) -> list[str]:
+    """Longest terms first, without words already inside a longer matched phrase; at most ``limit``."""
     out: list[str] = []
     for item in sorted(set(items), key=lambda s: (-len(s), s)):
         if not any(item in longer.split() or item == longer for longer in out):
             out.append(item)
+            if len(out) == limit:
+                break
     return out

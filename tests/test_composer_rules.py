@@ -115,3 +115,20 @@ def test_bad_options_and_composer_name():
         compose("a dog", [], composer="magic")
     with pytest.raises(StylusError, match="prompt must be text"):
         compose(None, [])
+
+
+def test_naming_a_series_or_a_generic_trigger_does_not_name_a_character():
+    annie = card("annie", "Annie from League of Legends", category="character",
+                 tags=["league of legends"], triggers=["annie \\(league of legends\\)", "dress"])
+    lisa = card("lisa", "Lisa Genshin Impact | Character Lora", category="character", tags=["genshin impact"])
+    assert chosen(compose("league of legends, 1girl, dress", [cand(annie)])) == []
+    assert chosen(compose("annie, league of legends, dress", [cand(annie)])) == ["annie"]
+    assert chosen(compose("genshin impact, 1girl, library", [cand(lisa, examples=["library"])])) == []
+    assert chosen(compose("lisa, genshin impact, library", [cand(lisa, examples=["library"])])) == ["lisa"]
+
+
+def test_run_together_and_underscore_triggers_name_a_character():
+    ahsoka = card("ahsoka", "Ahsoka Tano (Clone Wars)", category="character", triggers=["ahsokatano"])
+    kanata = card("kanata", "Amane Kanata 天音かなた / Hololive", category="character", triggers=["amane_kanata"])
+    assert chosen(compose("ahsokatano, lightsaber", [cand(ahsoka, examples=["lightsaber"])])) == ["ahsoka"]
+    assert chosen(compose("amane kanata, wings, halo", [cand(kanata, examples=["wings"])])) == ["kanata"]

@@ -112,6 +112,8 @@ def _imports(package: str) -> set[str]:
 
 def test_dependencies_point_one_way():
     assert not {"gradio", "components", "stylus_ui"} & _imports("catalog")
+    dynamic = [p for p in (REPO / "catalog").rglob("*.py") if "import_module(" in p.read_text(encoding="utf-8")]
+    assert not dynamic, f"catalog/ must not import higher layers dynamically either: {dynamic}"
     assert not {"gradio", "stylus_ui"} & _imports("components")
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from catalog.build_starter import facts_only, template_refined
 from catalog.importers.civitai import cards_from_item
 from catalog.starter import STARTER_PATH, load_starter_cards, open_catalog, seed_if_empty
 from catalog.store import CatalogStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "civitai_items.jsonl"
 
@@ -65,11 +69,15 @@ def test_facts_only_strips_author_text_and_writes_a_template():
 
 @pytest.mark.shared
 def test_rebuild_reproduces_the_shipped_file(shared_data, tmp_path):
-    from catalog.build_starter import build_starter
     out = tmp_path / "starter.jsonl.gz"
-    build_starter(shared_data / "civitai-loras-2023-07.jsonl.gz", out)
+    done = subprocess.run([sys.executable, "-m", "stylus_ui", "catalog", "build-starter",
+                           str(shared_data / "civitai-loras-2023-07.jsonl.gz"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "descriptions by offline-" in done.stdout
     assert out.read_bytes() == STARTER_PATH.read_bytes(), (
-        "the shipped starter is stale: python -m catalog.starter build ../shared/data/civitai-loras-2023-07.jsonl.gz")
+        "the shipped starter is stale: python -m stylus_ui catalog build-starter "
+        "../shared/data/civitai-loras-2023-07.jsonl.gz")
 
 
 @pytest.mark.shared

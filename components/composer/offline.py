@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from catalog.card import AdapterCard
+from components.composer.naming import Subject, names_character, naming_triggers, subject_words
+from components.composer.naming import prompt_words as _prompt_words
 from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
-from components.composer.segment import STOPWORDS, Segment, normalize_phrase, segment
+from components.composer.segment import Segment, normalize_phrase, segment
 from components.types import Candidate, Composition, Topic, TopicAdapter
 
 # words in adapter names that say nothing about what the adapter draws
@@ -34,7 +37,8 @@ class Profile:
     """What an adapter is about, as normalized words."""
     own: frozenset[str]  # name, trigger words, refined keywords, tags
     name: frozenset[str]  # distinctive name words (noise removed)
-    triggers: tuple[str, ...]
+    triggers: tuple[str, ...]  # trigger phrases that name the character (naming.py)
+    subject: Subject  # distinctive words of the name's subject part (naming.py)
     is_character: bool
     is_style: bool
 
@@ -56,26 +60,39 @@ def _words(texts: list[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+_PROFILES: OrderedDict[tuple, Profile] = OrderedDict()
+PROFILE_CACHE = 20_000  # ~ a whole catalog's worth of retrieved cards
+
+
 def profile(card: AdapterCard) -> Profile:
+    """What ``card`` is about; cached on the card fields it reads (compose stays a few ms)."""
+    key = (card.id, card.name, tuple(card.effective_trigger_words()), tuple(card.refined.keywords),
+           tuple(card.effective_tags()), card.effective_category(), card.is_character())
+    found = _PROFILES.get(key)
+    if found is None:
+        found = _PROFILES[key] = _profile(card)
+        if len(_PROFILES) > PROFILE_CACHE:
+            _PROFILES.popitem(last=False)
+    return found
+
+
+def _profile(card: AdapterCard) -> Profile:
     name_words = _words([card.name]) - NOISE
     name_words = frozenset(w for w in name_words if not re.fullmatch(r"v?\d+(\.\d+)*", w))
     own = name_words | _words(card.effective_trigger_words() + card.refined.keywords
                               + card.effective_tags())
     category = card.effective_category()
     is_style = category == "style" or "style" in normalize_phrase(card.name)
+    character = card.is_character()
     return Profile(own=frozenset(own - NOISE), name=name_words,
-                   triggers=tuple(t.lower() for t in card.effective_trigger_words() if t.strip()),
-                   is_character=card.is_character(), is_style=is_style)
+                   triggers=naming_triggers(card) if character else (),
+                   subject=subject_words(card) if character else Subject(),
+                   is_character=character, is_style=is_style)
 
 
 def names_in_prompt(card: AdapterCard, prof: Profile, prompt_low: str, prompt_words: set[str]) -> bool:
-    """A character is named when a trigger phrase or a distinctive name word is in the prompt."""
-    for trig in prof.triggers:
-        if len(trig) >= 3 and re.search(r"(?<!\w)" + re.escape(trig) + r"(?!\w)", prompt_low):
-            return True
-    distinctive = {w for w in prof.name if len(w) >= 3 and w not in GENERIC
-                   and w not in {"girl", "boy", "woman", "man", "cute", "anime"}}
-    return bool(distinctive & prompt_words)
+    """A character is named when a naming trigger phrase or a subject-name word is in the prompt."""
+    return names_character(prof.triggers, prof.subject, prompt_low, prompt_words)
 
 
 def _match(j: Judgement, segments: list[Segment]) -> None:
@@ -107,7 +124,7 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     i = max(j.matched, key=lambda k: j.matched[k])
     seg = segments[i]
     own_hits = set(seg.words) & j.profile.own
-    if seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
+    if not j.profile.is_style and seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
             and not (j.profile.name & set(seg.words)):
         j.reason = f"broader than {seg.text!r}: it is about {' '.join(sorted(j.profile.name))}"
         return
@@ -149,8 +166,7 @@ class OfflineComposer:
         if not candidates:
             notices.append("no candidate adapters were retrieved")
         prompt_low = prompt.lower()
-        prompt_words = set(normalize_phrase(prompt)) | {w for w in re.findall(r"[^\W_]+", prompt_low)
-                                                        if w not in STOPWORDS}
+        prompt_words = _prompt_words(prompt)
         best = max((c.score for c in candidates), default=0.0)
         judgements: list[Judgement] = []
         seen: set[str] = set()

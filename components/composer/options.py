@@ -16,7 +16,7 @@ class ComposeOptions:
     top_k: int = 3  # adapters per topic
     max_adapters: int = 3  # adapters per composition (the paper's images use a handful)
     max_styles: int = 2
-    min_relative_score: float = 0.35  # drop adapters far below the best candidate's score
+    min_relative_score: float = 0.35  # drop adapters far below the best candidate's score (dev: 0.0-0.5 change hit by <0.002; 0.5 gives 1.8 adapters, 0.35 2.2)
     # LLM composer
     llm_model: str = ""  # litellm model string, e.g. "openai/gpt-4o-mini"
     api_base: str = ""

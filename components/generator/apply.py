@@ -34,6 +34,7 @@ def active_adapters(pipe, weights: dict[str, float], mode: str = "fused") -> Ite
     if unknown:
         raise KeyError(f"adapters {unknown} are not loaded; loaded: {sorted(loaded)}")
     fused = False
+    fused_in: list[str] = []
     try:
         if weights and loaded:
             pipe.enable_lora()
@@ -41,13 +42,14 @@ def active_adapters(pipe, weights: dict[str, float], mode: str = "fused") -> Ite
             if mode == "fused":
                 _snapshot_base(pipe)
                 fused = True
-                pipe.fuse_lora(components=_components(pipe), lora_scale=1.0, adapter_names=list(weights))
+                fused_in = [c for c in _components(pipe) if set(weights) & set(lists.get(c, []))]
+                pipe.fuse_lora(components=fused_in, lora_scale=1.0, adapter_names=list(weights))
         elif loaded:
             pipe.disable_lora()
         yield
     finally:
         if fused:
-            pipe.unfuse_lora(components=_components(pipe))
+            pipe.unfuse_lora(components=fused_in)
             _restore_base(pipe)
         if loaded:
             pipe.disable_lora()

@@ -77,13 +77,16 @@ def card_documents(card: AdapterCard) -> CardDocuments:
                          index_hash=hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24])
 
 
-def field_terms(card: AdapterCard) -> dict[str, set[str]]:
-    """Terms per card field, for the evidence a candidate shows ("why was this retrieved")."""
-    return {
+def field_terms(card: AdapterCard, examples: bool = True) -> dict[str, set[str]]:
+    """Terms per card field, for the evidence a candidate shows ("why was this retrieved");
+    ``examples=False`` leaves out the example prompts (the retriever reads those from the index)."""
+    fields = {
         "name": set(terms(f"{card.name}, {card.lora_name}")),
         "trigger_words": set(t for w in card.effective_trigger_words() for t in terms(w)),
         "tags": set(t for w in card.effective_tags() for t in terms(w)),
         "keywords": set(t for w in card.refined.keywords for t in terms(w)),
         "description": set(terms(card.effective_description())),
-        "examples": set(t for ex in card.examples for t in terms(ex.prompt)),
     }
+    if examples:
+        fields["examples"] = set(t for ex in card.examples for t in terms(ex.prompt))
+    return fields

@@ -72,6 +72,20 @@ class SparseBM25:
             return np.zeros(len(self), dtype=np.float32)
         return np.asarray(self._weigh()[ids].sum(axis=0), dtype=np.float32).ravel()
 
+    def matched_terms(self, rows: np.ndarray, groups: np.ndarray, n_groups: int,
+                      query_terms: set[str]) -> list[set[str]]:
+        """For each of ``n_groups`` groups, the query terms found in any of its documents: document
+        ``rows[i]`` belongs to group ``groups[i]`` (one sparse slice, no per-document Python)."""
+        out: list[set[str]] = [set() for _ in range(n_groups)]
+        cols = {self.vocab[t]: t for t in query_terms if t in self.vocab}
+        if not cols or not len(rows):
+            return out
+        col_ids = np.fromiter(cols, dtype=np.int64, count=len(cols))
+        r, c = self.counts[np.asarray(rows, dtype=np.int64)][:, col_ids].nonzero()
+        for g, j in zip(groups[r].tolist(), col_ids[c].tolist()):
+            out[g].add(cols[j])
+        return out
+
     def known(self, query_terms: list[str]) -> list[str]:
         return [t for t in query_terms if t in self.vocab]
 

@@ -72,11 +72,11 @@ class VectorStore:
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """(card id, cosine similarity) of the ``n`` nearest cards."""
-        total = self.count()
-        if total == 0 or n < 1:
+        if n < 1:
             return []
-        res = self.collection.query(query_embeddings=[vector.tolist()], n_results=min(n, total),
-                                    include=["distances"])
+        # no count() first (a round trip per query): chromadb returns fewer than n_results
+        # (none from an empty collection) without complaint
+        res = self.collection.query(query_embeddings=[vector.tolist()], n_results=n, include=["distances"])
         return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
 
 

@@ -11,12 +11,13 @@ From a card's facts and author text it writes, in the project's own words:
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Refined
 from components.prompt_text import phrases
@@ -214,3 +215,8 @@ def refine_store(store, limit: int | None = None, progress: bool = False) -> Ref
             store.set_refined(card.id, refine_card(card, stats), conn=conn)
             report.refined += 1
     return report
+
+
+def starter_refiner(store) -> Callable[[AdapterCard], Refined]:
+    """The refiner the starter-catalog build uses: statistics over the whole imported dump."""
+    return functools.partial(refine_card, stats=PhraseStats.from_cards(store.iter_cards()))

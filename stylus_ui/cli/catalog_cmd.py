@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(q)
     q.set_defaults(func=_import_hf)
 
+    q = csub.add_parser("build-starter", help="rebuild the starter catalog shipped in catalog/ from a Civitai dump",
+                        description="Rebuild catalog/starter_catalog.jsonl.gz reproducibly: the most-downloaded "
+                                    "SFW SD 1.5 adapters, facts only, described by the offline refiner.")
+    q.add_argument("dump", help="Civitai API dump, e.g. ../shared/data/civitai-loras-2023-07.jsonl.gz")
+    q.add_argument("--out", default=None, help="output file (default: the shipped starter file)")
+    q.add_argument("-n", type=int, default=1200, help="number of adapters (default: %(default)s)")
+    q.set_defaults(func=_build_starter)
+
     q = csub.add_parser("list", help="list cards")
     q.add_argument("--base-model", default=None)
     q.add_argument("--blocked", action="store_true", help="only blocked cards")
@@ -133,6 +141,14 @@ def _import_hf(args):
     settings = settings_from_args(args)
     with _open(args, seed=False) as store:
         return _report(import_hf(store, args.repo, token=settings.hf_token, progress=True))
+
+
+def _build_starter(args):
+    from catalog.build_starter import build_starter
+    from catalog.starter import STARTER_PATH
+    from components.refiner.offline import starter_refiner
+    print(build_starter(args.dump, args.out or STARTER_PATH, n=args.n, refiner=starter_refiner))
+    return 0
 
 
 def _list(args):
