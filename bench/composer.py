@@ -1,6 +1,7 @@
 """Composer benchmark (issue 4): selection quality and speed, side by side in one run.
 
-    python bench/composer.py [--limit N] [--llm-model M] [--no-dev] [--work DIR] [--fresh]
+    python bench/composer.py [--limit N] [--llm-model M] [--no-dev] [--no-paper] [--paper-limit N]
+                             [--work DIR] [--fresh] [--no-segmentation]
 
 1. Segmentation on the paper's COCO / Parti captions against the paper's own topics (the keys of
    ``ranked_adapters``), with the metric calibrated in ``bench/segmentation.py`` so the naive
@@ -16,6 +17,9 @@
    and other true adapters, for random picks / retriever top-3 / offline composer / LLM composer
    (when --llm-model is set).
 3. Compose latency p50/p95 with 150 candidates from the starter catalog.
+4. Agreement with the paper's adapter choices where those ids are in our catalog (retriever with
+   the app's default filters + offline composer on the same cached catalog; see
+   bench/composer_paper.py).
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ DATA = REPO.parent / "shared" / "data"
 from components.composer import compose, segment  # noqa: E402
 from components.types import Candidate  # noqa: E402
 import segmentation as seg  # noqa: E402  (bench/segmentation.py: metric, naive baseline, tagger training)
-from composer_dev import bench_dev  # noqa: E402
+from composer_dev import CATALOG_FILE, DEFAULT_WORK, bench_dev, open_dev_catalog  # noqa: E402
+from composer_paper import bench_paper  # noqa: E402
 
 
 def bench_segmentation() -> None:
@@ -81,6 +86,9 @@ def main() -> int:
                     help="folder for the cached dev catalog, index and retrieval results (reused)")
     ap.add_argument("--fresh", action="store_true", help="retrieve the dev queries again (ignore the cache)")
     ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation rows")
+    ap.add_argument("--no-paper", action="store_true", help="skip agreement with the paper's adapters")
+    ap.add_argument("--paper-limit", type=int, default=2000,
+                    help="at most N paper captions (seeded sample) for the agreement rows (default 2000)")
     args = ap.parse_args()
     if not args.no_segmentation:
         bench_segmentation()
@@ -88,8 +96,22 @@ def main() -> int:
     with gzip.open(DATA / "lora-queries-dev.jsonl.gz", "rt", encoding="utf-8") as fh:
         prompts += [json.loads(line)["query"] for line in fh][:300]
     bench_latency(prompts)
-    if not args.no_dev:
-        bench_dev(args.limit, args.llm_model, args.work, args.fresh)
+    if args.paper_limit < 1:
+        ap.error(f"--paper-limit must be at least 1, got {args.paper_limit}")
+    if (args.no_dev and args.no_paper) or not CATALOG_FILE.exists():
+        if not args.no_dev:
+            bench_dev(args.limit, args.llm_model, args.work, args.fresh)  # prints why it skips
+        return 0
+    work = Path(args.work or DEFAULT_WORK)
+    work.mkdir(parents=True, exist_ok=True)
+    store, retriever = open_dev_catalog(work)
+    try:
+        if not args.no_dev:
+            bench_dev(args.limit, args.llm_model, work, args.fresh, opened=(store, retriever))
+        if not args.no_paper:
+            bench_paper(store, retriever, args.paper_limit)
+    finally:
+        store.close()
     return 0
 
 

@@ -174,14 +174,15 @@ def evaluate(retrieved: list[Retrieved], cards: dict[str, AdapterCard], methods:
 
 
 def bench_dev(limit: int | None, llm_model: str, work: Path | None, fresh: bool = False,
-              options: ComposeOptions | None = None) -> dict[str, Tally]:
+              options: ComposeOptions | None = None, opened: tuple | None = None) -> dict[str, Tally]:
+    """``opened``: (store, retriever) from ``open_dev_catalog`` to reuse (the caller closes it)."""
     if not (CATALOG_FILE.exists() and DEV_FILE.exists()):
         log(f"\n== Dev split: skipped, real data not found under {DATA}")
         return {}
     work = Path(work or DEFAULT_WORK)
     work.mkdir(parents=True, exist_ok=True)
     log("\n== Dev split: hit rate / mean adapters / unnamed-character share")
-    store, retriever = open_dev_catalog(work)
+    store, retriever = opened or open_dev_catalog(work)
     queries = load_queries(limit)
     retrieved = retrieve_all(store, retriever, queries, work, fresh)
     cards = {c.id: c for c in store.iter_cards()}
@@ -194,5 +195,6 @@ def bench_dev(limit: int | None, llm_model: str, work: Path | None, fresh: bool 
         f"{'hit other':>10} {'p50 ms':>7}")
     for m, t in tallies.items():
         log(t.row(m))
-    store.close()
+    if opened is None:
+        store.close()
     return tallies

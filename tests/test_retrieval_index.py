@@ -38,6 +38,37 @@ def test_update_is_incremental(filled):
     assert index.manifest["embedding_model"] == "test-hash-32" and index.manifest["cards"] == 6
 
 
+
+def _by_owner(lex, query: list[str]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for owner, score in zip(lex.owners, lex.scores(query)):
+        out.setdefault(owner, []).append(round(float(score), 4))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_incremental_update_matches_a_fresh_build(filled):
+    """Edits, blocks and deletions applied in place give the same lexical scores and facts as
+    indexing the final catalog from scratch (and facts survive the JSON round trip)."""
+    import dataclasses
+
+    from components.index.documents import CardFacts
+
+    store, settings = filled
+    index = CardIndex(settings, HashEmbedder())
+    index.update(store)
+    store.edit("civitai-2", editor="test", description="Armor for cyber samurai", tags=["neon", "armor"])
+    store.edit("civitai-4", editor="test", blocked=True)
+    store.delete("civitai-7")
+    index.update(store)
+    fresh = CardIndex(settings, HashEmbedder(), allow_other_model=True)
+    fresh.rebuild(store)
+    for query in (["samurai", "armor"], ["neon"], ["cyber"], ["watercolor", "style"]):
+        assert _by_owner(index.prompts, query) == _by_owner(fresh.prompts, query), query
+        assert _by_owner(index.cards, query) == _by_owner(fresh.cards, query), query
+    assert index.facts == fresh.facts
+    for facts in fresh.facts.values():
+        assert facts.to_dict() == dataclasses.asdict(facts) and CardFacts(**facts.to_dict()) == facts
+
 def test_index_built_with_another_model_is_refused(filled):
     store, settings = filled
     CardIndex(settings, HashEmbedder("model-a")).update(store)

@@ -126,19 +126,25 @@ class CardIndex:
             bar = tqdm(total=len(changed), desc="index", unit="card")
         self._remove(removed)
         report.removed = len(removed)
-        for i in range(0, len(changed), BATCH):
-            ids = changed[i:i + BATCH]
-            cards = store.get_many(ids)
-            for card_id in ids:
-                if card_id in self.indexed_hash:
-                    report.updated += 1
-                else:
-                    report.added += 1
-            self._add([cards[k] for k in ids if k in cards], wanted)
+        self._forget_lexical([k for k in changed if k in self.indexed_hash])
+        encoded: dict[str, list] = {"prompts": [], "cards": []}
+        try:
+            for i in range(0, len(changed), BATCH):
+                ids = changed[i:i + BATCH]
+                cards = store.get_many(ids)
+                for card_id in ids:
+                    if card_id in self.indexed_hash:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+                self._add([cards[k] for k in ids if k in cards], wanted, encoded)
+                if bar is not None:
+                    bar.update(len(ids))
+        finally:  # the lexical documents of every card added so far join in one copy
+            self.prompts.append(encoded["prompts"])
+            self.cards.append(encoded["cards"])
             if bar is not None:
-                bar.update(len(ids))
-        if bar is not None:
-            bar.close()
+                bar.close()
         if changed or removed or not self.manifest:
             self._save(wanted, time.perf_counter() - start)
         report.seconds = time.perf_counter() - start
@@ -147,19 +153,22 @@ class CardIndex:
     def _remove(self, ids: list[str]) -> None:
         if not ids:
             return
-        gone = set(ids)
-        self.prompts.replace(gone, [])
-        self.cards.replace(gone, [])
+        self._forget_lexical(ids)
         self.vectors.delete(ids)
         for k in ids:
             self.facts.pop(k, None)
             self.indexed_hash.pop(k, None)
 
-    def _add(self, cards: list, hashes: dict[str, str]) -> None:
+    def _forget_lexical(self, ids: list[str]) -> None:
+        self.prompts.remove(set(ids))
+        self.cards.remove(set(ids))
+
+    def _add(self, cards: list, hashes: dict[str, str], encoded: dict[str, list]) -> None:
+        """Embed and store the vectors of ``cards``; their lexical documents go to ``encoded``
+        (appended once per update: appending per batch copied the whole matrix each time)."""
         docs = [card_documents(c) for c in cards]
-        ids = {d.facts.id for d in docs}
-        self.prompts.replace(ids, [(d.facts.id, t) for d in docs for t in d.prompt_terms])
-        self.cards.replace(ids, [(d.facts.id, d.card_terms) for d in docs])
+        encoded["prompts"].append(self.prompts.encode([(d.facts.id, t) for d in docs for t in d.prompt_terms]))
+        encoded["cards"].append(self.cards.encode([(d.facts.id, d.card_terms) for d in docs]))
         texts = list(dict.fromkeys(d.dense_text for d in docs))  # versions of one model share a text
         unique = self.embedder.embed(texts)
         row = {t: i for i, t in enumerate(texts)}

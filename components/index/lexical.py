@@ -7,6 +7,7 @@ Scoring is a sum of the query terms' rows of a term-major matrix: a few ms at 34
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +31,46 @@ class SparseBM25:
     # ---- updates --------------------------------------------------------------------
     def replace(self, remove_owners: set[str], docs: list[tuple[str, list[str]]]) -> None:
         """Drop every document of ``remove_owners`` then add ``docs`` as (owner id, terms)."""
-        keep = np.fromiter((o not in remove_owners for o in self.owners), bool, len(self.owners))
-        counts = self.counts[np.flatnonzero(keep)] if remove_owners else self.counts
-        rows, cols, vals = [], [], []
-        for i, (_, doc_terms) in enumerate(docs):
-            uniq, n = np.unique(np.asarray([self.vocab.setdefault(t, len(self.vocab)) for t in doc_terms],
-                                           dtype=np.int64), return_counts=True)
-            rows.append(np.full(len(uniq), i))
-            cols.append(uniq)
-            vals.append(n)
+        self.remove(remove_owners)
+        self.append([self.encode(docs)])
+
+    def remove(self, owners: set[str]) -> None:
+        """Drop every document of ``owners`` (one pass, whatever their number)."""
+        if not owners or not len(self.owners):
+            return
+        keep = np.fromiter((o not in owners for o in self.owners), bool, len(self.owners))
+        if keep.all():
+            return
+        rows = np.flatnonzero(keep)
+        self.counts, self.owners = self.counts[rows], self.owners[rows]
+        self._weights = None
+
+    def encode(self, docs: list[tuple[str, list[str]]]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Term counts of ``docs`` (new terms join the vocabulary) and their owners, to :meth:`append`."""
+        vocab, indptr, cols, vals = self.vocab, [0], [], []
+        for _, doc_terms in docs:
+            counted = Counter(doc_terms)  # counts in C; the vocabulary lookups are per distinct term
+            cols.extend(vocab.setdefault(t, len(vocab)) for t in counted)
+            vals.extend(counted.values())
+            indptr.append(len(cols))
+        counts = sp.csr_matrix((np.asarray(vals, dtype=np.float32), np.asarray(cols, dtype=np.int32),
+                                np.asarray(indptr, dtype=np.int32)), shape=(len(docs), len(vocab)))
+        counts.sort_indices()
+        return counts, np.array([o for o, _ in docs], dtype=object)
+
+    def append(self, parts: list[tuple[sp.csr_matrix, np.ndarray]]) -> None:
+        """Add encoded documents at the end: one copy of the matrix however many parts."""
+        parts = [(c, o) for c, o in parts if c.shape[0]]
+        if not parts:
+            return
         width = len(self.vocab)
-        added = sp.csr_matrix(
-            (np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, np.float32),
-             (np.concatenate(rows) if rows else np.zeros(0, int), np.concatenate(cols) if cols else np.zeros(0, int))),
-            shape=(len(docs), width))
-        counts = counts.copy()
-        counts.resize((counts.shape[0], width))
-        self.counts = sp.vstack([counts, added], format="csr")
-        self.owners = np.concatenate([self.owners[keep] if remove_owners else self.owners,
-                                      np.array([o for o, _ in docs], dtype=object)])
+        mats = []
+        for m in [self.counts, *(c for c, _ in parts)]:
+            m = m.copy() if m is self.counts else m
+            m.resize((m.shape[0], width))
+            mats.append(m)
+        self.counts = sp.vstack(mats, format="csr", dtype=np.float32)
+        self.owners = np.concatenate([self.owners, *(o for _, o in parts)])
         self._weights = None
 
     def _weigh(self) -> sp.csr_matrix:
