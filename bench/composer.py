@@ -81,7 +81,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="first N dev queries only")
     ap.add_argument("--llm-model", default="", help="litellm model for the LLM composer row")
-    ap.add_argument("--no-dev", action="store_true", help="skip the dev split (no retriever needed)")
+    ap.add_argument("--no-dev", action="store_true", help="skip the dev split (with --no-paper too: no retriever needed)")
     ap.add_argument("--work", type=Path, default=None,
                     help="folder for the cached dev catalog, index and retrieval results (reused)")
     ap.add_argument("--fresh", action="store_true", help="retrieve the dev queries again (ignore the cache)")

@@ -16,7 +16,7 @@ _NETWORK_TAG = re.compile(r"<\s*(?:lora|lyco|lycoris|locon|hypernet)\s*:[^>]*>",
 _ANY_ANGLE = re.compile(r"<[^<>]{0,200}>")
 _WEIGHT = re.compile(r":\s*-?\d+(?:\.\d+)?")
 _PHRASE_SPLIT = re.compile(r"[,()\[\]{}|\n;.!?]+|\bBREAK\b|\bAND\b")
-_WORD_SPLIT = re.compile(r"[^\w]+|_", re.U)
+_WORD = re.compile(r"[^\W_]+", re.U)  # a word: letters/digits; any other character, "_" too, splits
 MAX_PROMPT_CHARS = 4000  # longer prompts are cut: CLIP reads 77 tokens, retrieval needs no more
 MAX_PHRASE_WORDS = 6  # longer "phrases" are sentences: words and bigrams cover them
 
@@ -32,7 +32,7 @@ def phrases(prompt: str) -> list[list[str]]:
     """Comma/bracket-separated phrases of a prompt, each as its list of lower-case words."""
     out = []
     for chunk in _PHRASE_SPLIT.split(strip_syntax(prompt)):
-        words = [w for w in _WORD_SPLIT.split(chunk.lower()) if w]
+        words = _WORD.findall(chunk.lower())
         if words:
             out.append(words)
     return out
@@ -46,8 +46,9 @@ def terms(text: str) -> list[str]:
     """Retrieval terms of a prompt or card field: words + in-phrase bigrams + phrase keys."""
     out: list[str] = []
     for words in phrases(text):
-        out.extend(words)
-        out.extend(f"{a}_{b}" for a, b in zip(words, words[1:]))
+        out += words
+        if len(words) > 1:
+            out += [f"{a}_{b}" for a, b in zip(words, words[1:])]
         if len(words) <= MAX_PHRASE_WORDS:
             out.append(phrase_key(words))
     return out

@@ -65,11 +65,10 @@ def dense_text(card: AdapterCard) -> str:
 
 
 def card_documents(card: AdapterCard) -> CardDocuments:
-    identity = [card.name, card.lora_name, *card.effective_trigger_words()]
-    fields = [*identity, *identity, *card.effective_tags(), card.effective_category(),
-              card.effective_description(), *card.refined.keywords]
+    identity = [t for text in (card.name, card.lora_name, *card.effective_trigger_words()) for t in terms(text)]
+    fields = [*card.effective_tags(), card.effective_category(), card.effective_description(), *card.refined.keywords]
     prompt_terms = [t for t in (terms(ex.prompt) for ex in card.examples if ex.prompt.strip()) if t]
-    card_terms = [t for text in fields for t in terms(text)] + [t for p in prompt_terms for t in p]
+    card_terms = identity + identity + [t for text in fields for t in terms(text)] + [t for p in prompt_terms for t in p]
     facts = CardFacts(
         id=card.id, civitai_model_id=card.civitai_model_id, base_model=card.base_model,
         nsfw=card.effective_nsfw(), loadable=card.adapter_type in LOADABLE_TYPES, character=card.is_character(),
