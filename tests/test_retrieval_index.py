@@ -60,12 +60,15 @@ def test_incremental_update_matches_a_fresh_build(filled):
     store.edit("civitai-4", editor="test", blocked=True)
     store.delete("civitai-7")
     index.update(store)
+    reloaded = CardIndex(settings, HashEmbedder())  # what the incremental update wrote
     fresh = CardIndex(settings, HashEmbedder(), allow_other_model=True)
     fresh.rebuild(store)
     for query in (["samurai", "armor"], ["neon"], ["cyber"], ["watercolor", "style"]):
-        assert _by_owner(index.prompts, query) == _by_owner(fresh.prompts, query), query
-        assert _by_owner(index.cards, query) == _by_owner(fresh.cards, query), query
-    assert index.facts == fresh.facts
+        for got in (index, reloaded):
+            assert _by_owner(got.prompts, query) == _by_owner(fresh.prompts, query), query
+            assert _by_owner(got.cards, query) == _by_owner(fresh.cards, query), query
+    assert index.facts == reloaded.facts == fresh.facts
+    assert reloaded.indexed_hash == fresh.indexed_hash
     for facts in fresh.facts.values():
         assert facts.to_dict() == dataclasses.asdict(facts) and CardFacts(**facts.to_dict()) == facts
 

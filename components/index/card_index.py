@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,7 @@ from components.index.documents import INDEX_FORMAT, CardFacts, card_documents
 from components.index.lexical import SparseBM25
 from components.index.vectors import IndexMismatchError, VectorStore, collection_name, drop_collection, make_client
 
+QUERY_CACHE = 256  # query embeddings kept (LRU)
 BATCH = 512  # cards read, tokenised and embedded per step (bounded memory, steady progress bar)
 
 
@@ -62,11 +65,14 @@ class CardIndex:
         raw_facts = self._read_json("facts.json", {})
         self.facts: dict[str, CardFacts] = {k: CardFacts(**v["facts"]) for k, v in raw_facts.items()}
         self.indexed_hash: dict[str, str] = {k: v["hash"] for k, v in raw_facts.items()}
+        self._facts_text: dict[str, str] = {}  # facts.json entry per card (see _facts_json)
         if not self.manifest:
             self.indexed_hash = {k: "" for k in self.indexed_hash}  # unknown/old format: re-index all
         self.prompts = SparseBM25.load(self.dir, "prompts")
         self.cards = SparseBM25.load(self.dir, "cards")
         self._vectors: VectorStore | None = None
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # recent query embeddings
+        self._query_lock = threading.Lock()
 
     # ---- state ------------------------------------------------------------------------
     def _read_json(self, name: str, default):
@@ -105,7 +111,7 @@ class CardIndex:
         for path in self.dir.glob("*"):
             if path.is_file():
                 path.unlink()
-        self.manifest, self.facts, self.indexed_hash = {}, {}, {}
+        self.manifest, self.facts, self.indexed_hash, self._facts_text = {}, {}, {}, {}
         self.prompts, self.cards, self._vectors = SparseBM25(), SparseBM25(), None
         return self.update(store, progress=progress)
 
@@ -158,6 +164,7 @@ class CardIndex:
         for k in ids:
             self.facts.pop(k, None)
             self.indexed_hash.pop(k, None)
+            self._facts_text.pop(k, None)
 
     def _forget_lexical(self, ids: list[str]) -> None:
         self.prompts.remove(set(ids))
@@ -178,12 +185,23 @@ class CardIndex:
         for d in docs:
             self.facts[d.facts.id] = d.facts
             self.indexed_hash[d.facts.id] = hashes[d.facts.id]
+            self._facts_text.pop(d.facts.id, None)
+
+    def _facts_json(self) -> str:
+        """facts.json text; each card's entry is serialised once and kept until the card changes."""
+        parts = []
+        for k, f in self.facts.items():
+            part = self._facts_text.get(k)
+            if part is None:
+                part = self._facts_text[k] = json.dumps(
+                    {k: {"hash": self.indexed_hash[k], "facts": f.to_dict()}}, ensure_ascii=False)[1:-1]
+            parts.append(part)
+        return "{" + ", ".join(parts) + "}"
 
     def _save(self, hashes: dict[str, str], seconds: float) -> None:
         self.prompts.save(self.dir, "prompts")
         self.cards.save(self.dir, "cards")
-        self._write_json("facts.json", {k: {"hash": self.indexed_hash[k], "facts": f.to_dict()}
-                                        for k, f in self.facts.items()})
+        write_text(self.dir / "facts.json", self._facts_json())
         self.manifest = {
             "format": INDEX_FORMAT, "embedding_model": self.embedder.name,
             "chroma_mode": self.settings.chroma_mode, "collection": self.collection,
@@ -195,8 +213,22 @@ class CardIndex:
         self._write_json("manifest.json", self.manifest)
 
     # ---- helpers for the retriever -------------------------------------------------------
+    def forget_queries(self) -> None:
+        """Drop the cached query embeddings (benchmarks time cold queries)."""
+        with self._query_lock:
+            self._query_vectors.clear()
+
     def dense_scores(self, text: str, n: int) -> list[tuple[str, float]]:
         if not text.strip() or len(self) == 0:
             return []
-        vector = self.embedder.embed([text])[0]
-        return self.vectors.query(np.asarray(vector), n)
+        with self._query_lock:
+            vector = self._query_vectors.get(text)
+            if vector is not None:
+                self._query_vectors.move_to_end(text)
+        if vector is None:  # a prompt asked again (retrieve, compose, variants...) is embedded once
+            vector = np.asarray(self.embedder.embed([text])[0])
+            with self._query_lock:
+                self._query_vectors[text] = vector
+                if len(self._query_vectors) > QUERY_CACHE:
+                    self._query_vectors.popitem(last=False)
+        return self.vectors.query(vector, n)

@@ -6,6 +6,7 @@ Scoring is a sum of the query terms' rows of a term-major matrix: a few ms at 34
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ class SparseBM25:
         self.counts = sp.csr_matrix((0, 0), dtype=np.float32)  # documents x terms
         self.owners = np.zeros(0, dtype=object)  # card id of each document
         self._weights: sp.csr_matrix | None = None  # terms x documents, BM25 weights
+        self._vocab_cache: tuple[dict | None, int, bytes] = (None, 0, b"[]")  # see _vocab_json
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -116,14 +118,23 @@ class SparseBM25:
         """One file, written to a unique temporary name and renamed: counts, owners and the
         vocabulary always belong together, even after a kill or with two writers (a separate
         vocabulary file could be left one generation behind the counts)."""
-        terms = [""] * len(self.vocab)
-        for t, i in self.vocab.items():
-            terms[i] = t
-        vocab = np.frombuffer(json.dumps(terms, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+        vocab = np.frombuffer(self._vocab_json(), dtype=np.uint8)
         with atomic_path(directory / f"{name}.npz") as tmp:
             np.savez(tmp, data=self.counts.data, indices=self.counts.indices, indptr=self.counts.indptr,
                      shape=np.asarray(self.counts.shape), owners=self.owners.astype(str), vocab_json=vocab)
         (directory / f"{name}.vocab.json").unlink(missing_ok=True)  # the old two-file format
+
+    def _vocab_json(self) -> bytes:
+        """The vocabulary as a JSON list in id order (ids are given in insertion order and never
+        reused). Terms are only ever added, so the text of the last save is extended, not redone."""
+        vocab, done, text = self._vocab_cache
+        if vocab is not self.vocab or done > len(self.vocab):
+            done, text = 0, b"[]"
+        if done < len(self.vocab):
+            new = json.dumps(list(itertools.islice(self.vocab, done, None)), ensure_ascii=False).encode("utf-8")
+            text = new if done == 0 else text[:-1] + b", " + new[1:]
+        self._vocab_cache = (self.vocab, len(self.vocab), text)
+        return text
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "SparseBM25":
@@ -135,8 +146,10 @@ class SparseBM25:
             index.counts = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             index.owners = z["owners"].astype(object)
             if "vocab_json" in z.files:
-                terms = json.loads(z["vocab_json"].tobytes().decode("utf-8"))
+                raw = z["vocab_json"].tobytes()
             else:  # written before the vocabulary moved into the same file
-                terms = json.loads((directory / f"{name}.vocab.json").read_text(encoding="utf-8"))
+                raw = (directory / f"{name}.vocab.json").read_bytes()
+        terms = json.loads(raw.decode("utf-8"))
         index.vocab = {t: i for i, t in enumerate(terms)}
+        index._vocab_cache = (index.vocab, len(terms), raw)
         return index
