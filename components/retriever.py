@@ -237,17 +237,15 @@ class Retriever:
         present = [n for n, r in enumerate(card_rows) if r is not None]
         in_card = self.index.cards.matched_terms(np.array([card_rows[n] for n in present], dtype=np.int64),
                                                  np.array(present, dtype=np.int64), len(positions), query)
-        rows, groups = [], []
-        for n, i in enumerate(positions):
-            j = int(np.searchsorted(self._prompt_cards, i))
-            if j < len(self._prompt_cards) and self._prompt_cards[j] == i:
-                start = self._prompt_starts[j]
-                rows.append(self._prompt_order[start:start + self._prompt_counts[j]])
-                groups.append(np.full(self._prompt_counts[j], n, dtype=np.int64))
-        in_examples = self.index.prompts.matched_terms(
-            np.concatenate(rows) if rows else np.zeros(0, np.int64),
-            np.concatenate(groups) if groups else np.zeros(0, np.int64), len(positions), query)
-        return in_card, in_examples
+        # the example-prompt documents of each candidate: a run of _prompt_order per card
+        pos = np.asarray(positions, dtype=np.int64)
+        j = np.minimum(np.searchsorted(self._prompt_cards, pos), max(len(self._prompt_cards) - 1, 0))
+        has = (self._prompt_cards[j] == pos) if len(self._prompt_cards) else np.zeros(len(pos), bool)
+        starts, counts = self._prompt_starts[j[has]], self._prompt_counts[j[has]]
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts)
+        rows = self._prompt_order[offsets + np.arange(int(counts.sum()))]
+        groups = np.repeat(np.flatnonzero(has), counts)
+        return in_card, self.index.prompts.matched_terms(rows, groups, len(positions), query)
 
     @staticmethod
     def _evidence(card: AdapterCard, query: set[str], in_card: set[str], in_examples: set[str],

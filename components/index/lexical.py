@@ -104,9 +104,14 @@ class SparseBM25:
         cols = {self.vocab[t]: t for t in query_terms if t in self.vocab}
         if not cols or not len(rows):
             return out
-        col_ids = np.fromiter(cols, dtype=np.int64, count=len(cols))
-        r, c = self.counts[np.asarray(rows, dtype=np.int64)][:, col_ids].nonzero()
-        for g, j in zip(groups[r].tolist(), col_ids[c].tolist()):
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, lengths = self.counts.indptr[rows], np.diff(self.counts.indptr)[rows]
+        # the positions of every non-zero of those rows in ``indices``, without a sparse slice
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        found = self.counts.indices[offsets + np.arange(int(lengths.sum()))]
+        hit = np.isin(found, np.fromiter(cols, dtype=np.int64, count=len(cols)))
+        owner = np.repeat(groups, lengths)[hit]
+        for g, j in zip(owner.tolist(), found[hit].tolist()):
             out[g].add(cols[j])
         return out
 
