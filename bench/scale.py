@@ -168,7 +168,7 @@ def main() -> int:
             rows.append((name, r))
             print(f"{name}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB; {r['summary']}", flush=True)
         serve = rows[-1][1]
-        print(f"\n| phase | seconds | peak RSS MB |\n|---|---|---|")
+        print("\n| phase | seconds | peak RSS MB |\n|---|---|---|")
         for name, r in rows:
             print(f"| {name} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
         print(f"retrieval top-150 at {serve['indexed']:,} indexed cards: p50 {serve['p50_ms']:.1f} ms, "

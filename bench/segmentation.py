@@ -26,7 +26,6 @@ import csv
 import gzip
 import json
 import random
-import string
 import sys
 from pathlib import Path
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.chroma_server import start_chroma
 from PIL import Image
 
 from catalog.card import AdapterCard, AdapterFile
@@ -135,22 +134,6 @@ def test_kill_9_during_generation_and_catalog_edits_loses_nothing(tmp_path):
 
 
 # ---- the chroma server goes away --------------------------------------------------------------------
-def _start_chroma(path: Path, port: int) -> subprocess.Popen:
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not Path(exe).exists():
-        pytest.skip("the `chroma` command of the chromadb package is not installed")
-    proc = subprocess.Popen([exe, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"chroma run did not listen on port {port} within 30 s")
-
-
 def test_chroma_server_stop_degrades_to_lexical_and_recovers(tmp_path):
     from components.retriever import Retriever
     from tests.retrieval_helpers import HashEmbedder
@@ -158,7 +141,7 @@ def test_chroma_server_stop_degrades_to_lexical_and_recovers(tmp_path):
     write_catalog(tmp_path / "catalog")
     store = CatalogStore(tmp_path / "catalog")
     port = free_port()
-    server = _start_chroma(tmp_path / "chroma", port)
+    server = start_chroma(tmp_path / "chroma", port)
     try:
         settings = Settings(home=tmp_path / "home", catalog_dir=tmp_path / "catalog", chroma_mode="server",
                             chroma_port=port)
@@ -171,7 +154,7 @@ def test_chroma_server_stop_degrades_to_lexical_and_recovers(tmp_path):
         assert [c.id for c in down.candidates][:2] == [c.id for c in before.candidates][:2]
         assert all(c.scores["dense"] == 0 for c in down.candidates)
         assert any("chroma server" in n and "lexical" in n for n in down.notices), down.notices
-        server = _start_chroma(tmp_path / "chroma", port)
+        server = start_chroma(tmp_path / "chroma", port)
         again = retriever.retrieve("an astronaut on the moon")
         assert not again.notices and any(c.scores["dense"] > 0 for c in again.candidates)
     finally:
@@ -217,7 +200,6 @@ class _LoraServer:
     """/good: a LoRA for the tiny model; /cut: the same, connection dropped half-way."""
 
     def __init__(self, payload: bytes) -> None:
-        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:

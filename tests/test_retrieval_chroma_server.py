@@ -1,14 +1,11 @@
 """chroma_mode=server for real: a `chroma run` server started by the fixture, HttpClient to it."""
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+
+from tests.fakes.chroma_server import chroma_server as run_chroma
 
 from catalog.settings import Settings
 from components.index.card_index import CardIndex
@@ -26,25 +23,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not Path(exe).exists():
-        pytest.skip("the `chroma` command of the chromadb package is not installed")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path_factory.mktemp("chroma")), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"chroma run did not listen on port {port} within 30 s")
+    with run_chroma(tmp_path_factory.mktemp("chroma"), _free_port()) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_server_mode_indexes_and_retrieves(store, tmp_path, chroma_server):

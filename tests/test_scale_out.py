@@ -9,14 +9,11 @@ consistently.
 """
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.chroma_server import chroma_server as run_chroma
 
 from tests.fakes.engine_worker import EngineWorker
 from tests.fakes.web_catalog import free_port
@@ -27,25 +24,8 @@ QUERIES = ["watercolor painting of a lake", "cyberpunk city at night, neon light
 
 @pytest.fixture(scope="module")
 def chroma_port(tmp_path_factory):
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    if not Path(exe).exists():
-        pytest.skip("the `chroma` command of the chromadb package is not installed")
-    port = free_port()
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path_factory.mktemp("chroma")), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"chroma run did not listen on port {port} within 30 s")
+    with run_chroma(tmp_path_factory.mktemp("chroma"), free_port()) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from catalog.build_starter import facts_only, template_refined
 from catalog.importers.civitai import cards_from_item
 from catalog.starter import STARTER_PATH, load_starter_cards, open_catalog, seed_if_empty
-from catalog.store import CatalogStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -111,7 +111,7 @@ def _load_base(model: str, settings: Settings, dtype: torch.dtype):
 def load_pipelines(settings: Settings) -> Pipelines:
     """Load the configured model; when it cannot be loaded, fall back to the preview model
     with a notice that every result repeats."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline
 
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
