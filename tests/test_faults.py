@@ -10,12 +10,13 @@ import socket
 import sqlite3
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.chroma_server import start_chroma
+from tests.fakes.local_http import LocalServer
 from PIL import Image
 
 from catalog.card import AdapterCard, AdapterFile
@@ -196,7 +197,7 @@ def real_model(tmp_path_factory):
     return ensure_preview_model(tmp_path_factory.mktemp("model"))
 
 
-class _LoraServer:
+class _LoraServer(LocalServer):
     """/good: a LoRA for the tiny model; /cut: the same, connection dropped half-way."""
 
     def __init__(self, payload: bytes) -> None:
@@ -216,9 +217,7 @@ class _LoraServer:
                     return
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("fault", ["hash-mismatch", "interrupted"])
@@ -236,7 +235,7 @@ def test_bad_download_is_not_used_not_kept_and_the_request_goes_on(tmp_path, rea
         path = "/good" if fault == "hash-mismatch" else "/cut"
         card = AdapterCard(id="dl-fault", source="civitai", name="Downloaded", base_model="SD 1.5",
                            files=[AdapterFile(name="x.safetensors", sha256=sha, primary=True,
-                                              download_url=f"http://127.0.0.1:{server.port}{path}")])
+                                              download_url=server.url(path))])
         settings = Settings(home=tmp_path / "h", model=str(real_model), device="cpu", download_hosts=["127.0.0.1"])
         engine = StylusEngine(settings)
         engine.store.upsert(card)
@@ -245,8 +244,7 @@ def test_bad_download_is_not_used_not_kept_and_the_request_goes_on(tmp_path, rea
         result = engine.generate(GenerationRequest(prompt="a cat", steps=2, width=64, height=64, num_images=2,
                                                    composition=comp))
     finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
+        server.close()
     assert not result.preview_model and len(result.images) == 2  # the request went on
     reason = "SHA256 mismatch" if fault == "hash-mismatch" else "download failed"
     assert any(card.id in n and reason in n and "skipped" in n for n in result.notices), result.notices

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from catalog.card import AdapterCard, AdapterFile
 from catalog.settings import Settings
 from components.generator.adapters import cache_path, fetch_card_file
+from tests.fakes.local_http import LocalServer
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 
 
-class _Server:
+class _Server(LocalServer):
     """Serves PAYLOAD at /file (Range honoured), /cut (closes half-way), /moved (redirect)."""
 
     def __init__(self) -> None:
@@ -48,20 +48,14 @@ class _Server:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def server():
     s = _Server()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
 
 
 def _settings(tmp_path, hosts=("127.0.0.1",)) -> Settings:

@@ -11,8 +11,7 @@ import json
 import logging
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from components.generator.adapters import cache_path, fetch_card_file
 from components.generator.downloads import DownloadError, host_allowed
 from components.types import StylusError
 from tests.fakes.app_process import REPO, app_env, start_app
+from tests.fakes.local_http import LocalServer
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.web_catalog import write_catalog
 
@@ -34,7 +34,7 @@ PAYLOAD = b"stylus-test-adapter" * 500
 
 
 # ---- downloads ---------------------------------------------------------------------------------
-class _FileServer:
+class _FileServer(LocalServer):
     """/file: PAYLOAD; /nolength: PAYLOAD without Content-Length; /away: redirect to localhost."""
 
     def __init__(self) -> None:
@@ -60,20 +60,14 @@ class _FileServer:
                 self.end_headers()
                 self.wfile.write(PAYLOAD)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def file_server():
     server = _FileServer()
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.close()
 
 
 def _card(url: str, name: str = "a.safetensors", sha: str | None = hashlib.sha256(PAYLOAD).hexdigest()):
