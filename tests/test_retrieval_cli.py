@@ -1,6 +1,7 @@
 """`catalog index` and `retrieve` (single prompt, --json, --queries) through the CLI entry point."""
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -34,6 +35,10 @@ def test_index_then_retrieve_queries_file(catalog_dir, tmp_path, capsys, monkeyp
     assert lines[0]["adapters"][0] == {"id": "civitai-2", "civitai_model_id": 2,
                                        "score": lines[0]["adapters"][0]["score"]}
     assert len(lines[0]["adapters"]) <= 2 and lines[1]["adapters"] == []
+    gz = tmp_path / "queries.jsonl.gz"  # the dev split ships gzipped
+    gz.write_bytes(gzip.compress(queries.read_bytes()))
+    assert main(["retrieve", "--queries", str(gz), "--top-k", "2", "--catalog", catalog_dir]) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines
 
 
 def test_retrieve_json_and_errors(catalog_dir, capsys, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from typing import Any
@@ -21,3 +22,21 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def read_queries(path: str) -> list[str]:
+    """The ``query`` field of every line of a JSONL file (optionally gzipped), in order."""
+    queries = []
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: line {n} is not JSON: {exc.msg}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("query"), str):
+                raise ValueError(f"{path}:{n}: line {n} has no text field 'query' (expected a JSON object with one)")
+            queries.append(row["query"])
+    return queries

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from stylus_ui.cli.common import add_common, print_json, settings_from_args
+from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,15 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _options(args: argparse.Namespace, settings):
-    from components.composer import ComposeOptions
-    return ComposeOptions(
-        composer=args.composer or settings.composer, llm_model=args.model or settings.llm_model,
-        api_base=settings.llm_api_base, api_key=settings.llm_api_key, timeout=settings.llm_timeout,
-        top_k=settings.adapters_per_topic if args.top_k is None else args.top_k,
-        temperature=args.temperature)
-
-
 def record(query: str, comp, retrieval) -> dict:
     """The line format of ``--queries`` (and ``--json``)."""
     return {"query": query,
@@ -48,30 +38,25 @@ def record(query: str, comp, retrieval) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from components.composer import compose
     from components.engine import StylusEngine
     from components.types import StylusError
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")
-    settings = settings_from_args(args)
-    engine = StylusEngine(settings)
-    options = _options(args, settings)
+    engine = StylusEngine(settings_from_args(args))
+
+    def select(query: str):
+        retrieval = engine.retrieve(query, top_k=args.candidates)
+        return retrieval, engine.compose(query, retrieval, composer=args.composer, llm_model=args.model,
+                                         adapters_per_topic=args.top_k, temperature=args.temperature)
+
     if args.queries:
-        with open(args.queries, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    query = json.loads(line)["query"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise StylusError(f"{args.queries}:{n}: expected a JSON object with a 'query' field") from None
-                retrieval = engine.retrieve(query, top_k=args.candidates)
-                print_json(record(query, compose(query, retrieval.candidates, options), retrieval))
-                sys.stdout.flush()
+        for query in read_queries(args.queries):
+            retrieval, comp = select(query)
+            print_json(record(query, comp, retrieval))
+            sys.stdout.flush()
         return 0
-    retrieval = engine.retrieve(args.prompt, top_k=args.candidates)
-    comp = compose(args.prompt, retrieval.candidates, options)
+    retrieval, comp = select(args.prompt)
     if args.json:
         out = record(args.prompt, comp, retrieval)
         out.update(composer=comp.composer, seconds=round(comp.seconds, 4), notices=comp.notices)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 
-from stylus_ui.cli.common import add_common, print_json, settings_from_args
+from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,22 +28,6 @@ def candidate_record(c) -> dict:
     return {"id": c.id, "civitai_model_id": c.card.civitai_model_id, "score": c.score}
 
 
-def _read_queries(path: str) -> list[str]:
-    queries = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {n} is not JSON: {exc.msg}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("query"), str):
-                raise ValueError(f"{path} line {n} has no text field 'query'")
-            queries.append(row["query"])
-    return queries
-
-
 def _run(args: argparse.Namespace) -> int:
     from catalog.starter import open_catalog
     from components.retriever import Retriever
@@ -55,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise StylusError(f"--top-k {args.top_k} must be at least 1")
     settings = settings_from_args(args)
-    queries = _read_queries(args.queries) if args.queries else None
+    queries = read_queries(args.queries) if args.queries else None
     with open_catalog(settings) as store:
         retriever = Retriever(settings, store)
         retriever.filters = replace(retriever.filters, characters=args.characters)
