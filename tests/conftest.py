@@ -93,3 +93,15 @@ def hash_embedder():
     """A tiny deterministic embedder (bag of hashed words, 32-d) for index mechanics."""
     from tests.retrieval_helpers import HashEmbedder
     return HashEmbedder()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The web app on a free loopback port, preview model, a small test catalog; one per module."""
+    import torch
+    torch.set_num_threads(1)
+    from tests.fakes.web_catalog import launched_app, write_catalog
+    home = tmp_path_factory.mktemp("app") / "stylus"
+    write_catalog(home / "catalog")
+    with launched_app(home) as url:
+        yield url

@@ -20,16 +20,6 @@ TIMEOUT = 90_000  # ms: the first calls load the embedder and build the preview 
 expect.set_options(timeout=TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    import torch
-    torch.set_num_threads(1)
-    home = tmp_path_factory.mktemp("browser") / "stylus"
-    write_catalog(home / "catalog")
-    with launched_app(home) as url:
-        yield url
-
-
 @pytest.fixture
 def app(page, app_url):
     dialogs: list[str] = []

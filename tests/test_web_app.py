@@ -10,20 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fakes.web_catalog import XSS_DESCRIPTION, card, launched_app, write_catalog
+from tests.fakes.web_catalog import XSS_DESCRIPTION, card, write_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "a corgi astronaut on the moon, watercolor"
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    import torch
-    torch.set_num_threads(1)
-    home = tmp_path_factory.mktemp("web") / "stylus"
-    write_catalog(home / "catalog")
-    with launched_app(home) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
