@@ -7,6 +7,11 @@ becomes three kinds of terms, all lower case:
 - whole phrases (``#school uniform``), which carry a creator's tag vocabulary.
 Measured on the dev split (per-example-prompt BM25): words R@10 0.76, + bigrams 0.79,
 + phrases 0.80 (see bench/retrieval.py).
+
+Prompts (the query and each example prompt, not card fields) also give *sequence* terms:
+neighbouring phrases in order (``#masterpiece>#best quality``), runs of three, and the opening
+three phrases (``^...``). They carry a creator's prompt template and tag order, which a user who
+copies an example keeps: + R@10 0.018, R@150 0.016, MRR 0.022 on the dev split.
 """
 from __future__ import annotations
 
@@ -51,6 +56,21 @@ def terms(text: str) -> list[str]:
             out += [f"{a}_{b}" for a, b in zip(words, words[1:])]
         if len(words) <= MAX_PHRASE_WORDS:
             out.append(phrase_key(words))
+    return out
+
+
+def is_sequence_term(term: str) -> bool:
+    return term.startswith("^") or ">" in term
+
+
+def prompt_terms(prompt: str) -> list[str]:
+    """``terms`` plus the sequence terms of a prompt (phrase pairs, triples and its opening)."""
+    out = terms(prompt)
+    keys = [phrase_key(words) for words in phrases(prompt) if len(words) <= MAX_PHRASE_WORDS]
+    out += [f"{a}>{b}" for a, b in zip(keys, keys[1:])]
+    out += [f"{a}>{b}>{c}" for a, b, c in zip(keys, keys[1:], keys[2:])]
+    if len(keys) >= 3:
+        out.append("^" + ">".join(keys[:3]))
     return out
 
 

@@ -86,3 +86,50 @@ def test_lexical_only_and_dense_only_rankings(retriever):
     dense = retriever.rank("samurai armor neon", 5, fusion=Fusion.dense_only())
     assert retriever.ids[lexical[0][0]] == "civitai-2" and dense
     assert all(s["dense"] == 0 for _, _, s in lexical)
+
+
+def test_prompt_terms_keep_the_tag_order_of_a_prompt():
+    from components.prompt_text import is_sequence_term, prompt_terms, terms
+
+    got = prompt_terms("masterpiece, best quality, (school uniform:1.2), <lora:x:0.8> library")
+    assert set(terms("masterpiece, best quality, school uniform, library")) < set(got)
+    assert "#best quality>#school uniform" in got
+    assert "#masterpiece>#best quality>#school uniform" in got
+    assert "^#masterpiece>#best quality>#school uniform" in got
+    assert "#school uniform>#masterpiece" not in got
+    assert all(is_sequence_term(t) for t in set(got) - set(terms("masterpiece, best quality, school uniform, library")))
+
+
+def _order_and_creator_catalog(store):
+    from tests.retrieval_helpers import card
+
+    same_words = ["blue sky, red scarf, old bridge, winter, snow", "red scarf, winter, old bridge, snow, blue sky"]
+    cards = [
+        card("civitai-101", "Bridge Winter A", model_id=101, prompts=[same_words[0]]),
+        card("civitai-102", "Bridge Winter B", model_id=102, prompts=[same_words[1]]),
+        card("civitai-103", "Unrelated Desert", model_id=103, prompts=["desert, camel, dunes, sunset"]),
+        card("civitai-104", "Quiet Lake Sketch", model_id=104, prompts=["lake, sketch"]),
+        card("civitai-105", "Pencil Town", model_id=105, prompts=["pencil drawing, town square"]),
+    ]
+    for c in cards:
+        c.creator = "maker_b" if c.id in ("civitai-102", "civitai-104") else "maker_" + c.id
+    for c in cards:
+        store.upsert(c)
+
+
+def test_tag_order_and_creator_decide_between_equal_word_matches(store, tmp_path, minilm):
+    _order_and_creator_catalog(store)
+    r = Retriever(Settings(home=tmp_path / "home", catalog_dir=store.dir), store, embedder=minilm)
+    # both cards hold the same words; the query keeps the order of B's example
+    ranked = [c.id for c in r.retrieve("red scarf, winter, old bridge, snow, blue sky", top_k=5).candidates]
+    assert ranked[:2] == ["civitai-102", "civitai-101"]
+    # nothing in the lake sketch's examples matches, but its creator's other adapter does
+    query = "old bridge, winter, campfire"
+    found = {c.id: c for c in r.retrieve(query, top_k=5).candidates}
+    lake = found["civitai-104"].scores
+    assert lake["prompt_max"] == 0 and lake["creator"] > 0
+    assert found["civitai-104"].rank < found["civitai-103"].rank  # the desert card has dense only
+    alone = {r.ids[i]: score for i, score, _ in r.rank(query, 5, fusion=Fusion(creator=0.0))}
+    assert alone.get("civitai-104", 0.0) < found["civitai-104"].score
+    evidence = r.retrieve("red scarf, winter, old bridge", top_k=1).candidates[0].evidence
+    assert not any(">" in t or t.startswith("^") for terms in evidence.values() for t in terms)

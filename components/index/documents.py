@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field
 
 from catalog.card import LOADABLE_TYPES, AdapterCard
-from components.prompt_text import terms
+from components.prompt_text import is_sequence_term, prompt_terms, terms
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 3  # bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 4  # bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -35,12 +35,14 @@ class CardFacts:
     character: bool
     name_terms: list[str] = field(default_factory=list)  # words that name a character card
     download_count: int = 0
+    creator: str = ""  # whose adapters share a prompt vocabulary (the retriever's creator signal)
 
     def to_dict(self) -> dict:
         # by hand: dataclasses.asdict deep-copies every field (half a second for 10K cards)
         return {"id": self.id, "civitai_model_id": self.civitai_model_id, "base_model": self.base_model,
                 "nsfw": self.nsfw, "loadable": self.loadable, "character": self.character,
-                "name_terms": list(self.name_terms), "download_count": self.download_count}
+                "name_terms": list(self.name_terms), "download_count": self.download_count,
+                "creator": self.creator}
 
 
 @dataclass
@@ -67,15 +69,17 @@ def dense_text(card: AdapterCard) -> str:
 def card_documents(card: AdapterCard) -> CardDocuments:
     identity = [t for text in (card.name, card.lora_name, *card.effective_trigger_words()) for t in terms(text)]
     fields = [*card.effective_tags(), card.effective_category(), card.effective_description(), *card.refined.keywords]
-    prompt_terms = [t for t in (terms(ex.prompt) for ex in card.examples if ex.prompt.strip()) if t]
-    card_terms = identity + identity + [t for text in fields for t in terms(text)] + [t for p in prompt_terms for t in p]
+    examples = [t for t in (prompt_terms(ex.prompt) for ex in card.examples if ex.prompt.strip()) if t]
+    card_terms = identity + identity + [t for text in fields for t in terms(text)]
+    card_terms += [t for p in examples for t in p if not is_sequence_term(t)]
     facts = CardFacts(
         id=card.id, civitai_model_id=card.civitai_model_id, base_model=card.base_model,
         nsfw=card.effective_nsfw(), loadable=card.adapter_type in LOADABLE_TYPES, character=card.is_character(),
-        name_terms=_name_words(card) if card.is_character() else [], download_count=card.download_count)
+        name_terms=_name_words(card) if card.is_character() else [], download_count=card.download_count,
+        creator=card.creator)
     text = dense_text(card)
-    blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(prompt_terms)], ensure_ascii=False)
-    return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=prompt_terms, dense_text=text,
+    blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(examples)], ensure_ascii=False)
+    return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=examples, dense_text=text,
                          index_hash=hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24])
 
 
