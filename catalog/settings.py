@@ -52,6 +52,9 @@ class Settings:
     top_k: int = 150
     base_model_filter: str = "SD 1.5"
     allow_nsfw: bool = False
+    # character / real-person adapters: named (only those the prompt names; the paper's rule),
+    # all (treated like any adapter), none
+    characters: str = "named"
 
     # composition
     composer: str = "offline"  # offline | llm
@@ -92,6 +95,7 @@ class Settings:
             "chroma_mode": ("embedded", "server"),
             "composer": ("offline", "llm"),
             "adapter_mode": ("fused", "unfused"),
+            "characters": ("named", "all", "none"),
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from functools import cached_property
 from typing import Any, Callable
 
@@ -61,11 +62,15 @@ class StylusEngine:
             return self.__dict__[name]
 
     # ---- the method ---------------------------------------------------------------
-    def retrieve(self, prompt: str, top_k: int | None = None) -> RetrievalResult:
+    def retrieve(self, prompt: str, top_k: int | None = None, characters: str | None = None) -> RetrievalResult:
+        """``characters``: named | all | none for this call (default: the setting)."""
         retriever = self.retriever
+        filters = None
+        if characters is not None:
+            filters = replace(retriever.filters, characters=characters)
         with self._index_lock:
             behind = self._follow_catalog()
-            result = retriever.retrieve(prompt, top_k=top_k or self.settings.top_k)
+            result = retriever.retrieve(prompt, top_k=top_k or self.settings.top_k, filters=filters)
         result.notices.extend(behind)
         return result
 
@@ -85,7 +90,7 @@ class StylusEngine:
 
     def compose(self, prompt: str, retrieval: RetrievalResult, *, composer: str | None = None,
                 llm_model: str | None = None, adapters_per_topic: int | None = None,
-                temperature: float = 0.0) -> Composition:
+                temperature: float = 0.0, characters: str | None = None) -> Composition:
         from .composer import ComposeOptions, compose
         options = ComposeOptions(
             composer=composer or self.settings.composer,
@@ -93,7 +98,7 @@ class StylusEngine:
             api_base=self.settings.llm_api_base, api_key=self.settings.llm_api_key,
             timeout=self.settings.llm_timeout,
             top_k=self.settings.adapters_per_topic if adapters_per_topic is None else adapters_per_topic,
-            temperature=temperature)
+            temperature=temperature, characters=characters or self.settings.characters)
         from .redact import redact
         comp = compose(prompt, retrieval.candidates, options)
         comp.notices = [redact(n) for n in comp.notices]  # a provider error may echo the key
@@ -102,7 +107,7 @@ class StylusEngine:
     def select(self, prompt: str, **options: Any) -> tuple[RetrievalResult, Composition]:
         """Retrieve then compose: the "Select adapters" step."""
         top_k = options.pop("top_k", None)
-        retrieval = self.retrieve(prompt, top_k=top_k)
+        retrieval = self.retrieve(prompt, top_k=top_k, characters=options.get("characters"))
         return retrieval, self.compose(prompt, retrieval, **options)
 
     def variants(self, composition: Composition, n: int, strategy: str = "one_hot_loras",

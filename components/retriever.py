@@ -86,7 +86,7 @@ class Retriever:
         self.embedder = embedder or make_embedder(settings)
         self.filters = filters or Filters(base_model=settings.base_model_filter or None,
                                           allow_nsfw=settings.allow_nsfw,
-                                          characters=getattr(settings, "character_filter", "named"))
+                                          characters=settings.characters)
         self.fusion = fusion or Fusion()
         self.index = CardIndex(settings, self.embedder)
         self._cards: OrderedDict[str, AdapterCard] = OrderedDict()

@@ -40,3 +40,17 @@ def test_prompt_text_output_and_bad_input(fake_retrieval, capsys, tmp_path):
     bad.write_text("not json\n")
     assert main(["compose", "--queries", str(bad)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_characters_option_reaches_the_composer(monkeypatch, tmp_path, capsys):
+    miku = cand(card("miku", "Hatsune Miku", category="character", triggers=["miku"]), examples=["twintails"])
+    monkeypatch.setattr(StylusEngine, "retrieve",
+                        lambda self, prompt, top_k=None: RetrievalResult(query=prompt, candidates=[miku]))
+    monkeypatch.setenv("STYLUS_HOME", str(tmp_path))
+    assert main(["compose", "1girl, twintails", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["topics"] == []  # default: named characters only
+    assert main(["compose", "1girl, twintails", "--json", "--characters", "all"]) == 0
+    assert [a["id"] for t in json.loads(capsys.readouterr().out)["topics"] for a in t["adapters"]] == ["miku"]
+    monkeypatch.setenv("STYLUS_CHARACTERS", "sometimes")
+    assert main(["compose", "1girl, twintails"]) == 2
+    assert "characters='sometimes'" in capsys.readouterr().err

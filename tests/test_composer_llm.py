@@ -52,6 +52,17 @@ def test_unknown_ids_duplicates_foreign_keywords_and_unnamed_characters_dropped(
     assert "'ghost'" in text and "duplicate" in text and "'spaceship'" in text and "'miku'" in text
 
 
+def test_character_policy_reaches_the_prompt_and_the_validation(server):
+    server.queue(answer((["small dog"], ["dog"]), (["knitted hat"], ["miku"])))
+    comp = compose(PROMPT, candidates(), options(server, characters="all"), composer="llm")
+    assert comp.adapter_ids() == ["dog", "miku"]  # allowed: the user asked for all characters
+    assert "even if it does not name them" in server.requests[0]["messages"][0]["content"]
+    server.queue(answer((["small dog"], ["dog"]), (["knitted hat"], ["miku"])))
+    comp = compose(PROMPT, candidates(), options(server, characters="none"), composer="llm")
+    assert comp.adapter_ids() == ["dog"] and "turned off" in " ".join(comp.notices)
+    assert "Never choose a character" in server.requests[1]["messages"][0]["content"]
+
+
 def test_malformed_json_falls_back_to_offline(server):
     server.queue("this is { not json")
     comp = compose(PROMPT, candidates(), options(server), composer="llm")

@@ -49,6 +49,21 @@ def test_character_only_when_named():
     assert chosen(compose("hatsune miku singing, girl", [cand(miku)])) == ["miku"]
 
 
+def test_character_policy_all_and_none():
+    miku = card("miku", "Hatsune Miku Character", category="character", tags=["girl", "character"],
+                triggers=["miku"])
+    described = [cand(miku, examples=["twintails", "aqua hair"])]
+    # all: a character the prompt describes without naming is grounded like any adapter (not
+    # "broader than" its topic because its name carries the label "Character")
+    comp = compose("1girl, twintails, aqua hair", described, ComposeOptions(characters="all"))
+    assert chosen(comp) == ["miku"]
+    assert chosen(compose("a red car", [cand(miku)], ComposeOptions(characters="all"))) == []  # still grounded
+    comp = compose("hatsune miku, twintails", described, ComposeOptions(characters="none"))
+    assert chosen(comp) == [] and "turned off" in decision(comp, "miku")["reason"]
+    with pytest.raises(StylusError, match="characters='some'"):
+        compose("1girl", described, ComposeOptions(characters="some"))
+
+
 def test_at_most_two_styles():
     styles = [cand(card(f"s{i}", f"Watercolor Style {n}", category="style"), 1 - i / 10)
               for i, n in enumerate(["Soft", "Wet", "Bright"])]

@@ -118,13 +118,17 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     if not j.matched:
         j.reason = "none of its words is a keyword of the prompt: it would add a foreign concept"
         return
-    if j.profile.is_character and not names_in_prompt(card, j.profile, prompt_low, prompt_words):
+    if j.profile.is_character and options.characters == "none":
+        j.reason = "character adapter, and characters are turned off"
+        return
+    if j.profile.is_character and options.characters == "named" \
+            and not names_in_prompt(card, j.profile, prompt_low, prompt_words):
         j.reason = "character adapter, but the prompt does not name the character"
         return
     i = max(j.matched, key=lambda k: j.matched[k])
     seg = segments[i]
     own_hits = set(seg.words) & j.profile.own
-    if not j.profile.is_style and seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
+    if not j.profile.is_style and not j.profile.is_character and seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
             and not (j.profile.name & set(seg.words)):
         j.reason = f"broader than {seg.text!r}: it is about {' '.join(sorted(j.profile.name))}"
         return
@@ -134,7 +138,7 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
         j.reason = f"narrower than {seg.text!r} in a foreign way: adds {', '.join(sorted(foreign))}"
         return
     relative = j.candidate.score / best if best > 0 else 0.0
-    j.score = round(relative * (0.4 + 0.6 * j.matched[i]), 4)
+    j.score = round(relative * (0.8 + 0.2 * j.matched[i]), 4)
     if j.score < options.min_relative_score:
         j.reason = f"score {j.score:.2f} below {options.min_relative_score:.2f} of the best candidate"
         return

@@ -16,7 +16,8 @@ class ComposeOptions:
     top_k: int = 3  # adapters per topic
     max_adapters: int = 3  # adapters per composition (the paper's images use a handful)
     max_styles: int = 2
-    min_relative_score: float = 0.35  # drop adapters far below the best candidate's score (dev: 0.0-0.5 change hit by <0.002; 0.5 gives 1.8 adapters, 0.35 2.2)
+    characters: str = "named"  # named: only characters the prompt names | all | none
+    min_relative_score: float = 0.45  # drop adapters far below the best candidate's score (dev: 0.25-0.45 change hit by <0.002; 0.45 gives 1.8 adapters, 0.25 2.3)
     # LLM composer
     llm_model: str = ""  # litellm model string, e.g. "openai/gpt-4o-mini"
     api_base: str = ""
@@ -34,6 +35,8 @@ class ComposeOptions:
             raise StylusError(f"max_adapters={self.max_adapters} is not allowed; use 0..30")
         if not 0 <= self.max_styles <= 10:
             raise StylusError(f"max_styles={self.max_styles} is not allowed; use 0..10")
+        if self.characters not in ("named", "all", "none"):
+            raise StylusError(f"characters={self.characters!r} is not allowed; use named, all or none")
         if not 0.0 <= self.temperature <= 2.0:
             raise StylusError(f"temperature={self.temperature} is not allowed; use 0.0..2.0")
         if self.timeout <= 0 or self.retries < 0:

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=None, help="adapters per topic (default 3)")
     p.add_argument("--candidates", type=int, default=None, help="retrieved candidates (default 150)")
     p.add_argument("--temperature", type=float, default=0.0, help="LLM temperature (diversity)")
+    p.add_argument("--characters", choices=("named", "all", "none"), default=None,
+                   help="character/real-person adapters: named (default: only those the prompt names), "
+                        "all (like any other adapter), none")
     p.add_argument("--json", action="store_true", help="print the composition as JSON")
     add_common(p)
     p.set_defaults(func=_run)
@@ -43,7 +46,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")
-    engine = StylusEngine(settings_from_args(args))
+    settings = settings_from_args(args)
+    if args.characters:
+        settings = settings.replace(characters=args.characters)  # retriever filter and composer rule
+    engine = StylusEngine(settings)
 
     def select(query: str):
         retrieval = engine.retrieve(query, top_k=args.candidates)
