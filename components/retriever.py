@@ -28,7 +28,8 @@ from catalog.settings import Settings
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport
 from components.index.documents import field_terms
-from components.prompt_text import MAX_PROMPT_CHARS, display_term, prompt_terms, strip_syntax, terms
+from components.prompt_text import (MAX_PROMPT_CHARS, display_term, is_sequence_term, prompt_terms, strip_syntax,
+                                    terms)
 from components.types import Candidate, RetrievalResult, StylusError
 
 # what a stopped chroma server raises through HttpClient (httpx), or chromadb's own errors
@@ -61,7 +62,7 @@ class Fusion:
     prompt_mean: float = 0.05
     card: float = 0.3
     dense: float = 0.1
-    creator: float = 0.8
+    creator: float = 0.5
     dense_pool: int = 300
 
     @classmethod
@@ -158,8 +159,12 @@ class Retriever:
             s = self.index.prompts.scores(query_terms)[self._prompt_order]
             out["prompt_max"][self._prompt_cards] = np.maximum.reduceat(s, self._prompt_starts)
             out["prompt_mean"][self._prompt_cards] = np.add.reduceat(s, self._prompt_starts) / self._prompt_counts
-            if fusion.creator:
-                best = np.maximum.reduceat(out["prompt_max"][self._creator_order], self._creator_starts)
+            template = [t for t in query_terms if is_sequence_term(t)]
+            if fusion.creator and template:  # creators whose prompt template (tag order) the query shares
+                s = self.index.prompts.scores(template)[self._prompt_order]
+                own = np.zeros(n, dtype=np.float32)
+                own[self._prompt_cards] = np.maximum.reduceat(s, self._prompt_starts)
+                best = np.maximum.reduceat(own[self._creator_order], self._creator_starts)
                 out["creator"] = best[self._creator_code]
         if fusion.card and len(self._card_pos):
             out["card"][self._card_pos] = self.index.cards.scores(query_terms)

@@ -71,7 +71,11 @@ def test_text_to_image_select_edit_and_regenerate(app):
     assert rows_before >= 2
 
     page.locator("#txt2img-advanced").click()
-    page.get_by_label("Variants").first.fill("2")
+    variants = page.get_by_label("Variants").first
+    expect(variants).to_be_editable()  # the accordion has opened
+    variants.fill("2")
+    variants.press("Tab")  # commit the number (change event) before generating
+    expect(variants).to_have_value("2")
     page.get_by_label("Mask strategy").first.click()
     page.get_by_role("option", name="all").click()
     page.locator("#txt2img-generate").click()

@@ -138,7 +138,7 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
         j.reason = f"narrower than {seg.text!r} in a foreign way: adds {', '.join(sorted(foreign))}"
         return
     relative = j.candidate.score / best if best > 0 else 0.0
-    j.score = round(relative * (0.8 + 0.2 * j.matched[i]), 4)
+    j.score = round(relative * (0.4 + 0.6 * j.matched[i]), 4)
     if j.score < options.min_relative_score:
         j.reason = f"score {j.score:.2f} below {options.min_relative_score:.2f} of the best candidate"
         return
