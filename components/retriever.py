@@ -5,8 +5,10 @@ Score of a card (each signal divided by its best value for this query, then summ
   0.05 x mean BM25 match over its example prompts
   0.30 x BM25 match of its card document             (name, tags, triggers, refined text, prompts)
   0.10 x MiniLM cosine of prompt and card text       (top 300 from chromadb)
-  0.80 x best example-prompt match of any card by the same creator (a creator's adapters share
-         a prompt template and tag vocabulary; dev split R@150 0.92 -> 0.95)
+  0.50 x best match of the query's prompt template (sequence terms: tag order, opening phrases)
+         among the example prompts of any card by the same creator: a creator's adapters share a
+         template, and a user who copies one keeps it (dev split R@150 0.92 -> 0.95; natural
+         captions carry no template, so they are not flooded with one creator's adapters)
 Weights tuned on the dev split (bench/retrieval.py prints the comparison). Then filters
 (base model, NSFW, blocked - not indexed at all -, unloadable types, characters/real persons
 unless the prompt names one), one card per Civitai model (its best version), top-K.

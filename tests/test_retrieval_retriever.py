@@ -123,13 +123,17 @@ def test_tag_order_and_creator_decide_between_equal_word_matches(store, tmp_path
     # both cards hold the same words; the query keeps the order of B's example
     ranked = [c.id for c in r.retrieve("red scarf, winter, old bridge, snow, blue sky", top_k=5).candidates]
     assert ranked[:2] == ["civitai-102", "civitai-101"]
-    # nothing in the lake sketch's examples matches, but its creator's other adapter does
-    query = "old bridge, winter, campfire"
+    # nothing in the lake sketch's examples matches, but the query keeps the template (tag order)
+    # of its creator's other adapter
+    query = "winter, old bridge, campfire"
     found = {c.id: c for c in r.retrieve(query, top_k=5).candidates}
     lake = found["civitai-104"].scores
     assert lake["prompt_max"] == 0 and lake["creator"] > 0
     assert found["civitai-104"].rank < found["civitai-103"].rank  # the desert card has dense only
     alone = {r.ids[i]: score for i, score, _ in r.rank(query, 5, fusion=Fusion(creator=0.0))}
     assert alone.get("civitai-104", 0.0) < found["civitai-104"].score
+    # a natural caption has no template: the same words give the creator's other card nothing
+    caption = {c.id: c for c in r.retrieve("an old bridge in winter", top_k=5).candidates}
+    assert caption["civitai-104"].scores["creator"] == 0
     evidence = r.retrieve("red scarf, winter, old bridge", top_k=1).candidates[0].evidence
     assert not any(">" in t or t.startswith("^") for terms in evidence.values() for t in terms)
