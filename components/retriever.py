@@ -158,14 +158,16 @@ class Retriever:
         n = len(self.ids)
         out = {k: np.zeros(n, dtype=np.float32) for k in ("prompt_max", "prompt_mean", "card", "dense", "creator")}
         if (fusion.prompt_max or fusion.prompt_mean or fusion.creator) and len(self._prompt_order):
-            s = self.index.prompts.scores(query_terms)[self._prompt_order]
+            # BM25 adds up over terms: score the template (sequence) terms apart, then sum
+            template = [t for t in query_terms if is_sequence_term(t)]
+            rest = [t for t in query_terms if not is_sequence_term(t)]
+            by_template = self.index.prompts.scores(template)[self._prompt_order]
+            s = self.index.prompts.scores(rest)[self._prompt_order] + by_template
             out["prompt_max"][self._prompt_cards] = np.maximum.reduceat(s, self._prompt_starts)
             out["prompt_mean"][self._prompt_cards] = np.add.reduceat(s, self._prompt_starts) / self._prompt_counts
-            template = [t for t in query_terms if is_sequence_term(t)]
             if fusion.creator and template:  # creators whose prompt template (tag order) the query shares
-                s = self.index.prompts.scores(template)[self._prompt_order]
                 own = np.zeros(n, dtype=np.float32)
-                own[self._prompt_cards] = np.maximum.reduceat(s, self._prompt_starts)
+                own[self._prompt_cards] = np.maximum.reduceat(by_template, self._prompt_starts)
                 best = np.maximum.reduceat(own[self._creator_order], self._creator_starts)
                 out["creator"] = best[self._creator_code]
         if fusion.card and len(self._card_pos):
