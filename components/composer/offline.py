@@ -128,7 +128,8 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     i = max(j.matched, key=lambda k: j.matched[k])
     seg = segments[i]
     own_hits = set(seg.words) & j.profile.own
-    if not j.profile.is_style and not j.profile.is_character and seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
+    labelled = j.profile.is_style or j.profile.is_character  # "Style" / "Character" in a name is a label
+    if not labelled and seg.head not in own_hits and j.profile.name and (j.profile.name & GENERIC) \
             and not (j.profile.name & set(seg.words)):
         j.reason = f"broader than {seg.text!r}: it is about {' '.join(sorted(j.profile.name))}"
         return
