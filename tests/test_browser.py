@@ -155,14 +155,28 @@ def test_inpainting_with_a_mask_drawn_on_the_canvas(app):
     brush = editor.get_by_role("button", name=re.compile("brush", re.I))
     if brush.count():
         brush.first.click()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.6)
-    page.mouse.down()
-    for f in (0.45, 0.55, 0.65):
-        page.mouse.move(box["x"] + box["width"] * f, box["y"] + box["height"] * 0.7, steps=5)
-    page.mouse.up()
-    page.wait_for_timeout(1500)  # the editor commits the stroke to its value asynchronously
-    page.locator("#inpaint-run").click()
+    empty = page.get_by_text("the mask is empty")
+    for _attempt in range(3):  # the editor loads the upload and commits strokes asynchronously:
+        page.wait_for_timeout(1000)  # a stroke drawn before it is ready is lost (and then said so)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.6)
+        page.mouse.down()
+        for f in (0.45, 0.55, 0.65):
+            page.mouse.move(box["x"] + box["width"] * f, box["y"] + box["height"] * 0.7, steps=5)
+        page.mouse.up()
+        page.wait_for_timeout(1500)
+        page.locator("#inpaint-run").click()
+        gallery = page.locator("#inpaint-gallery .thumbnail-item")
+        for _ in range(180):
+            if gallery.count() == 4 or empty.count():
+                break
+            page.wait_for_timeout(500)
+        if gallery.count() == 4:
+            break
+        assert empty.count(), "neither images nor the empty-mask message appeared"
+        for close in page.get_by_test_id("toast-close").all():
+            close.click()
+        expect(empty).to_have_count(0, timeout=15_000)  # error toasts also close themselves (10 s)
     wait_for_gallery(page, "inpaint", 4)
     shot(page, "inpainting")
 
