@@ -63,10 +63,13 @@ def is_sequence_term(term: str) -> bool:
     return term.startswith("^") or ">" in term
 
 
-def prompt_terms(prompt: str) -> list[str]:
-    """``terms`` plus the sequence terms of a prompt (phrase pairs, triples and its opening)."""
+def prompt_terms(prompt: str, skip: frozenset[str] = frozenset()) -> list[str]:
+    """``terms`` plus the sequence terms of a prompt (phrase pairs, triples and its opening).
+    ``skip``: phrase keys left out of the sequence (an adapter's own trigger words: users who do
+    not know them write the creator's template without them)."""
     out = terms(prompt)
-    keys = [phrase_key(words) for words in phrases(prompt) if len(words) <= MAX_PHRASE_WORDS]
+    keys = [k for k in (phrase_key(words) for words in phrases(prompt) if len(words) <= MAX_PHRASE_WORDS)
+            if k not in skip]
     out += [f"{a}>{b}" for a, b in zip(keys, keys[1:])]
     out += [f"{a}>{b}>{c}" for a, b, c in zip(keys, keys[1:], keys[2:])]
     if len(keys) >= 3:

@@ -100,6 +100,18 @@ def test_prompt_terms_keep_the_tag_order_of_a_prompt():
     assert all(is_sequence_term(t) for t in set(got) - set(terms("masterpiece, best quality, school uniform, library")))
 
 
+def test_example_templates_leave_out_the_adapters_own_trigger_words():
+    from components.index.documents import card_documents
+    from tests.retrieval_helpers import card
+
+    doc = card_documents(card("civitai-9", "Salome", model_id=9, triggers=["hmsalome"],
+                              prompts=["masterpiece, best quality, hmsalome, drill hair, red dress"]))
+    got = set(doc.prompt_terms[0])
+    assert "hmsalome" in got  # a user who knows the trigger word still matches it
+    assert "#best quality>#drill hair" in got and "^#masterpiece>#best quality>#drill hair" in got
+    assert not any("hmsalome" in t for t in got if ">" in t)
+
+
 def _order_and_creator_catalog(store):
     from tests.retrieval_helpers import card
 

@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field
 
 from catalog.card import LOADABLE_TYPES, AdapterCard
-from components.prompt_text import is_sequence_term, prompt_terms, terms
+from components.prompt_text import is_sequence_term, phrase_key, phrases, prompt_terms, terms
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 4  # bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 5  # bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -69,7 +69,8 @@ def dense_text(card: AdapterCard) -> str:
 def card_documents(card: AdapterCard) -> CardDocuments:
     identity = [t for text in (card.name, card.lora_name, *card.effective_trigger_words()) for t in terms(text)]
     fields = [*card.effective_tags(), card.effective_category(), card.effective_description(), *card.refined.keywords]
-    examples = [t for t in (prompt_terms(ex.prompt) for ex in card.examples if ex.prompt.strip()) if t]
+    triggers = frozenset(phrase_key(words) for w in card.effective_trigger_words() for words in phrases(w))
+    examples = [t for t in (prompt_terms(ex.prompt, triggers) for ex in card.examples if ex.prompt.strip()) if t]
     card_terms = identity + identity + [t for text in fields for t in terms(text)]
     card_terms += [t for p in examples for t in p if not is_sequence_term(t)]
     facts = CardFacts(
