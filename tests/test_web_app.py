@@ -97,6 +97,19 @@ def test_select_returns_candidates_with_evidence_and_a_mapping(client):
     assert {r["id"] for r in out["mapping"]} <= set(ids)
 
 
+def test_select_character_policy(client):
+    from gradio_client.exceptions import AppError
+    prompt = "a hooded figure in a green cloak on the moon"
+    named = client.predict(prompt, 20, "offline", "", 2, api_name="/select")  # default: named
+    assert "test-ranger" not in [c["id"] for c in named["candidates"]]
+    everyone = client.predict(prompt, 20, "offline", "", 2, "all", api_name="/select")
+    assert "test-ranger" in [r["id"] for r in everyone["mapping"]]  # described, so composed
+    assert "test-ranger" in [c["id"] for c in client.predict("ranger kiri on the moon", 20, "offline", "", 2,
+                                                             api_name="/select")["candidates"]]  # named
+    with pytest.raises(AppError, match="'sometimes' is not one of named, all, none"):
+        client.predict(prompt, 20, "offline", "", 2, "sometimes", api_name="/select")
+
+
 def test_compose_validates_edits_with_readable_errors(client):
     from gradio_client.exceptions import AppError
     rows = [{"keyword": "moon", "id": "test-moon", "weight": 0.7},

@@ -27,6 +27,7 @@ def build_api(engine) -> None:
         composer = gr.Textbox(value=s.composer, label="composer")
         llm_model = gr.Textbox(value=s.llm_model, label="llm_model")
         per_topic = gr.Number(value=s.adapters_per_topic, precision=0, label="adapters_per_topic")
+        characters = gr.Textbox(value=s.characters, label="characters")
         mapping = gr.JSON(value=None, label="mapping")
         negative = gr.Textbox(label="negative_prompt")
         steps = gr.Number(value=d.steps, precision=0, label="steps")
@@ -40,7 +41,7 @@ def build_api(engine) -> None:
         result = gr.JSON(label="result")
         gallery = gr.Gallery(label="images", format="png")
         buttons = [gr.Button(visible=False) for _ in range(3)]
-    buttons[0].click(user_errors(partial(api_select, engine)), [prompt, top_k, composer, llm_model, per_topic],
+    buttons[0].click(user_errors(partial(api_select, engine)), [prompt, top_k, composer, llm_model, per_topic, characters],
                      [result], api_name="select", concurrency_id=RETRIEVAL, concurrency_limit=1)
     buttons[1].click(user_errors(partial(api_compose, engine)), [prompt, mapping, n, strategy, seed, debias],
                      [result], api_name="compose", concurrency_id=RETRIEVAL, concurrency_limit=1)
@@ -63,11 +64,13 @@ def _mapping_rows(mapping: Any) -> list[dict[str, Any]]:
     return mapping
 
 
-def api_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float) -> dict:
+def api_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
+               characters: str = "") -> dict:
     """Retrieve and compose: candidates with scores and evidence, the composition, mapping rows."""
     retrieval, comp = engine.select(_prompt(prompt), top_k=int(top_k) if top_k else None,
                                     composer=composer or None, llm_model=llm_model or None,
-                                    adapters_per_topic=None if per_topic is None else int(per_topic))
+                                    adapters_per_topic=None if per_topic is None else int(per_topic),
+                                    characters=characters or None)
     rows = [dict(zip(("keyword", "id", "name", "weight"), r)) for r in render.composition_rows(comp)]
     return {"candidates": [render.candidate_dict(c) for c in retrieval.candidates],
             "composition": render.composition_dict(comp), "mapping": rows,

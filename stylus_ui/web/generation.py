@@ -25,6 +25,7 @@ MAPPING_HEADERS = ["keyword", "adapter id", "name", "weight"]
 MAX_CARDS_SHOWN = 24
 STRATEGIES = list(get_args(MaskStrategy))
 COMPOSERS = ["offline", "llm"]
+CHARACTERS = ["named", "all", "none"]
 GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
 RETRIEVAL = "retrieval"  # selects and catalog writes: an edit re-indexes, a select reads the index
 
@@ -49,7 +50,7 @@ class Panel:
     prompt: gr.Textbox
     negative: gr.Textbox
     options: list[gr.components.Component]  # steps, guidance, seed, n, strategy, debias, width, height
-    select_options: list[gr.components.Component]  # top_k, composer, llm model, adapters per topic
+    select_options: list[gr.components.Component]  # top_k, composer, llm model, adapters per topic, characters
     mapping: gr.Dataframe
     cards: gr.HTML
     state: gr.State
@@ -85,7 +86,10 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
         with gr.Row():
             top_k = gr.Slider(1, 500, value=s.top_k, step=1, label="Top-K retrieved")
             per_topic = gr.Slider(0, 10, value=s.adapters_per_topic, step=1, label="Adapters per topic")
-    return [steps, guidance, seed, n, strategy, debias, width, height], [top_k, composer, llm_model, per_topic]
+            characters = gr.Radio(CHARACTERS, value=s.characters, label="Character adapters",
+                                  info="named: only characters the prompt names; all: also ones it describes")
+    return ([steps, guidance, seed, n, strategy, debias, width, height],
+            [top_k, composer, llm_model, per_topic, characters])
 
 
 def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: Callable[..., dict[str, Any]],
@@ -221,11 +225,11 @@ def _prompt(prompt: str) -> str:
 
 
 def on_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
-              state: dict | None):
+              characters: str, state: dict | None):
     prompt = _prompt(prompt)
     retrieval, comp = engine.select(prompt, top_k=int(top_k), composer=composer,
                                     llm_model=(llm_model or "").strip() or None,
-                                    adapters_per_topic=int(per_topic))
+                                    adapters_per_topic=int(per_topic), characters=characters or None)
     cards = [render.candidate_dict(c) for c in retrieval.candidates[:MAX_CARDS_SHOWN]]
     rows = render.composition_rows(comp)
     note = mapping_note(comp)

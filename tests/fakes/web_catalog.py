@@ -28,6 +28,8 @@ CARDS = [
     ("test-pixel", "Pixel Art", "style", ["pixel art", "8-bit", "retro"], ["pixel style"],
      "Retro 8-bit pixel art style."),
     ("test-xss", "Injected Card", "concept", ["injection", "moon"], ["xss trigger"], XSS_DESCRIPTION),
+    ("test-ranger", "Ranger Kiri (Moonfall)", "character", ["character", "ranger", "green cloak"],
+     ["ranger kiri"], "A character: the ranger Kiri in a green cloak."),
 ]
 
 
