@@ -41,7 +41,8 @@ def build_api(engine) -> None:
         result = gr.JSON(label="result")
         gallery = gr.Gallery(label="images", format="png")
         buttons = [gr.Button(visible=False) for _ in range(3)]
-    buttons[0].click(user_errors(partial(api_select, engine)), [prompt, top_k, composer, llm_model, per_topic, characters],
+    buttons[0].click(user_errors(partial(api_select, engine)),
+                     [prompt, top_k, composer, llm_model, per_topic, characters],
                      [result], api_name="select", concurrency_id=RETRIEVAL, concurrency_limit=1)
     buttons[1].click(user_errors(partial(api_compose, engine)), [prompt, mapping, n, strategy, seed, debias],
                      [result], api_name="compose", concurrency_id=RETRIEVAL, concurrency_limit=1)
