@@ -23,6 +23,11 @@ class SettingsError(ValueError):
     """A setting has a value that is not allowed."""
 
 
+# character / real-person adapters: named (only those the prompt names; the paper's rule),
+# all (treated like any adapter), none
+CHARACTER_POLICIES = ("named", "all", "none")
+
+
 @dataclass
 class Settings:
     # where everything lives; catalog/cache/output dirs default to folders under it
@@ -52,9 +57,7 @@ class Settings:
     top_k: int = 150
     base_model_filter: str = "SD 1.5"
     allow_nsfw: bool = False
-    # character / real-person adapters: named (only those the prompt names; the paper's rule),
-    # all (treated like any adapter), none
-    characters: str = "named"
+    characters: str = "named"  # one of CHARACTER_POLICIES
 
     # composition
     composer: str = "offline"  # offline | llm
@@ -95,7 +98,7 @@ class Settings:
             "chroma_mode": ("embedded", "server"),
             "composer": ("offline", "llm"),
             "adapter_mode": ("fused", "unfused"),
-            "characters": ("named", "all", "none"),
+            "characters": CHARACTER_POLICIES,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

@@ -26,7 +26,7 @@ import numpy as np
 from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
-from catalog.settings import Settings
+from catalog.settings import CHARACTER_POLICIES, Settings
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport
 from components.index.documents import field_terms
@@ -36,8 +36,7 @@ from components.types import Candidate, RetrievalResult, StylusError
 
 # what a stopped chroma server raises through HttpClient (httpx), or chromadb's own errors
 VECTOR_STORE_DOWN: tuple[type[BaseException], ...] = (httpx.HTTPError, ConnectionError, ChromaError)
-CharacterPolicy = Literal["named", "all", "none"]
-CHARACTER_POLICIES = ("named", "all", "none")
+CharacterPolicy = Literal["named", "all", "none"]  # CHARACTER_POLICIES (catalog/settings.py)
 CARD_CACHE = 4096
 DETAILED_EVIDENCE = 20  # candidates with per-field evidence; the rest say which card terms matched
 DENSE_QUERY_CHARS = 120  # ~30 tokens: the query embedding stays a few ms on a CPU

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from catalog.settings import CHARACTER_POLICIES
 from components.types import Candidate, Composition, StylusError
 
 MAX_PROMPT_CHARS = 4000  # longer prompts are cut (with a notice); CLIP reads 77 tokens anyway
@@ -35,8 +36,8 @@ class ComposeOptions:
             raise StylusError(f"max_adapters={self.max_adapters} is not allowed; use 0..30")
         if not 0 <= self.max_styles <= 10:
             raise StylusError(f"max_styles={self.max_styles} is not allowed; use 0..10")
-        if self.characters not in ("named", "all", "none"):
-            raise StylusError(f"characters={self.characters!r} is not allowed; use named, all or none")
+        if self.characters not in CHARACTER_POLICIES:
+            raise StylusError(f"characters={self.characters!r} is not allowed; use {', '.join(CHARACTER_POLICIES)}")
         if not 0.0 <= self.temperature <= 2.0:
             raise StylusError(f"temperature={self.temperature} is not allowed; use 0.0..2.0")
         if self.timeout <= 0 or self.retries < 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from catalog.settings import CHARACTER_POLICIES
 from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=None, help="adapters per topic (default 3)")
     p.add_argument("--candidates", type=int, default=None, help="retrieved candidates (default 150)")
     p.add_argument("--temperature", type=float, default=0.0, help="LLM temperature (diversity)")
-    p.add_argument("--characters", choices=("named", "all", "none"), default=None,
+    p.add_argument("--characters", choices=CHARACTER_POLICIES, default=None,
                    help="character/real-person adapters: named (default: only those the prompt names), "
                         "all (like any other adapter), none")
     p.add_argument("--json", action="store_true", help="print the composition as JSON")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from dataclasses import replace
 
+from catalog.settings import CHARACTER_POLICIES
 from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
 
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", metavar="FILE.jsonl",
                    help="lines with a 'query' field; writes one JSON line per query, in input order")
     p.add_argument("--top-k", type=int, default=None, help="adapters to return (default: $STYLUS_TOP_K or 150)")
-    p.add_argument("--characters", choices=("named", "all", "none"), default="all",
+    p.add_argument("--characters", choices=CHARACTER_POLICIES, default="all",
                    help="character/real-person adapters: all (default here: this command measures "
                         "recall), only those the prompt names (what the composer and UI use), or none")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -16,6 +16,7 @@ from typing import Any, Callable, get_args
 
 import gradio as gr
 
+from catalog.settings import CHARACTER_POLICIES
 from components.types import GenerationRequest, MaskStrategy
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
@@ -25,7 +26,6 @@ MAPPING_HEADERS = ["keyword", "adapter id", "name", "weight"]
 MAX_CARDS_SHOWN = 24
 STRATEGIES = list(get_args(MaskStrategy))
 COMPOSERS = ["offline", "llm"]
-CHARACTERS = ["named", "all", "none"]
 GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
 RETRIEVAL = "retrieval"  # selects and catalog writes: an edit re-indexes, a select reads the index
 
@@ -86,7 +86,7 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
         with gr.Row():
             top_k = gr.Slider(1, 500, value=s.top_k, step=1, label="Top-K retrieved")
             per_topic = gr.Slider(0, 10, value=s.adapters_per_topic, step=1, label="Adapters per topic")
-            characters = gr.Radio(CHARACTERS, value=s.characters, label="Character adapters",
+            characters = gr.Radio(list(CHARACTER_POLICIES), value=s.characters, label="Character adapters",
                                   info="named: only characters the prompt names; all: also ones it describes")
     return ([steps, guidance, seed, n, strategy, debias, width, height],
             [top_k, composer, llm_model, per_topic, characters])
