@@ -24,6 +24,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def add_prompt_or_queries(parser: argparse.ArgumentParser) -> None:
+    """A PROMPT, or ``--queries FILE`` (read by :func:`read_queries`)."""
+    parser.add_argument("prompt", nargs="?", help="the prompt (or use --queries)")
+    parser.add_argument("--queries", metavar="FILE.jsonl",
+                        help="lines with a 'query' field; writes one JSON line per query, in input order")
+
+
 def read_queries(path: str) -> list[str]:
     """The ``query`` field of every line of a JSONL file (optionally gzipped), in order."""
     queries = []

@@ -5,16 +5,14 @@ import argparse
 import sys
 
 from catalog.settings import CHARACTER_POLICIES
-from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
+from stylus_ui.cli.common import add_common, add_prompt_or_queries, print_json, read_queries, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compose", help="retrieve and compose adapters for a prompt",
                        description="Split a prompt into keyword topics and assign each the adapters "
                                    "that fit it (retrieval, then the offline or LLM composer).")
-    p.add_argument("prompt", nargs="?", help="the prompt (or use --queries)")
-    p.add_argument("--queries", metavar="FILE.jsonl",
-                   help="lines with a 'query' field; writes one JSON line per query, in order")
+    add_prompt_or_queries(p)
     p.add_argument("--composer", choices=("offline", "llm"), default=None,
                    help="offline (default, deterministic) or llm (litellm; needs --model)")
     p.add_argument("--model", default=None, help="litellm model string, e.g. openai/gpt-4o-mini")

@@ -6,16 +6,14 @@ import sys
 from dataclasses import replace
 
 from catalog.settings import CHARACTER_POLICIES
-from stylus_ui.cli.common import add_common, print_json, read_queries, settings_from_args
+from stylus_ui.cli.common import add_common, add_prompt_or_queries, print_json, read_queries, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrieve", help="find the adapters that match a prompt",
                        description="Rank the catalog's adapters for a prompt (hybrid lexical + dense "
                                    "retrieval; the index is brought up to date first).")
-    p.add_argument("prompt", nargs="?", help="the prompt (or use --queries)")
-    p.add_argument("--queries", metavar="FILE.jsonl",
-                   help="lines with a 'query' field; writes one JSON line per query, in input order")
+    add_prompt_or_queries(p)
     p.add_argument("--top-k", type=int, default=None, help="adapters to return (default: $STYLUS_TOP_K or 150)")
     p.add_argument("--characters", choices=CHARACTER_POLICIES, default="all",
                    help="character/real-person adapters: all (default here: this command measures "
