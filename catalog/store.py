@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from .card import AdapterCard, Curation, Refined
 DB_NAME = "catalog.sqlite3"
 SCHEMA_VERSION = 1
 UpsertStatus = Literal["added", "updated", "unchanged"]
+OPEN_TIMEOUT_S = 30.0  # how long an open waits for other processes opening the same catalog
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +87,35 @@ class ImportReport:
                 "notices": self.notices}
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (and on first use create) the database; several processes may do this at once.
+
+    Switching a new database to WAL takes an exclusive lock and SQLite answers a concurrent
+    switch with "database is locked" at once, without its busy timeout, so the whole open is
+    retried until ``OPEN_TIMEOUT_S``.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT_S
+    delay = 0.01
+    while True:
+        db = None
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, timeout=OPEN_TIMEOUT_S,
+                                 isolation_level=None)
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return db
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise CatalogError(f"catalog database {path} cannot be opened: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class CatalogStore:
     """Cards in ``<catalog_dir>/catalog.sqlite3``. Safe to share between threads."""
 
@@ -93,15 +124,7 @@ class CatalogStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / DB_NAME
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"catalog database {self.path} cannot be opened: {exc}") from exc
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._db = _connect(self.path)
 
     def close(self) -> None:
         with self._lock:

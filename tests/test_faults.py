@@ -275,3 +275,28 @@ def test_bm25_index_is_one_atomic_file_and_concurrent_saves_stay_consistent(tmp_
     expected = small if len(loaded.vocab) == len(small.vocab) else large  # the last rename wins, whole
     assert loaded.vocab == expected.vocab and list(loaded.owners) == list(expected.owners)
     assert (loaded.scores(["shared"]) == expected.scores(["shared"])).all()
+
+
+# ---- catalog database: several processes creating it at once ----------------------------------------
+def _open_catalog_after(catalog_dir: str, barrier) -> str:
+    barrier.wait()
+    try:
+        with CatalogStore(catalog_dir) as store:
+            return str(len(store))
+    except Exception as exc:  # returned, so the test shows every process's message
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_processes_opening_a_new_catalog_at_once_all_succeed(tmp_path):
+    """Switching a new database to WAL raced: one of several processes got "database is locked"."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    results: list[str] = []
+    with ctx.Manager() as manager, ctx.Pool(6) as pool:
+        for round_ in range(8):
+            barrier = manager.Barrier(6)
+            results += pool.starmap(_open_catalog_after, [(str(tmp_path / f"c{round_}"), barrier)] * 6)
+    assert results == ["0"] * len(results), [r for r in results if r != "0"]
+    with sqlite3.connect(tmp_path / "c0" / "catalog.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
