@@ -182,6 +182,8 @@ def main() -> int:
     t_edit = time.perf_counter() - t0
     prompts = [q["query"] for q in queries[: args.latency_queries]]
     print(f"\nindex build {t_index:.1f} s | re-index after one edit {t_edit:.2f} s ({summary})")
+    import torch  # loaded by the embedder already; its threads decide the query-embedding time
+    print(f"query embedding on {torch.get_num_threads()} torch thread(s) (STYLUS_TORCH_THREADS / OMP_NUM_THREADS)")
     print(f"latency top-150 at {len(retriever.ids):,} cards: ranking {latency(retriever, prompts)}; "
           f"with cards + evidence {latency(retriever, prompts, full=True)}")
     if args.scale:

@@ -158,11 +158,17 @@ def test_inpainting_with_a_mask_drawn_on_the_canvas(app):
     empty = page.get_by_text("the mask is empty")
     for _attempt in range(3):  # the editor loads the upload and commits strokes asynchronously:
         page.wait_for_timeout(1000)  # a stroke drawn before it is ready is lost (and then said so)
+        # Where the image sits depends on the zoom the editor picked: fitted to the canvas, or (when
+        # it measured the canvas before layout, on a loaded machine) 33 % near the top left. Start
+        # in the middle (the canvas edges are under the label and toolbar) and zigzag over the
+        # canvas so that the stroke crosses the image either way.
         box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.6)
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
         page.mouse.down()
-        for f in (0.45, 0.55, 0.65):
-            page.mouse.move(box["x"] + box["width"] * f, box["y"] + box["height"] * 0.7, steps=5)
+        for row in range(10):
+            y = box["y"] + box["height"] * (0.14 + row * 0.08)
+            for x in ((0.9, 0.1) if row % 2 else (0.1, 0.9)):
+                page.mouse.move(box["x"] + box["width"] * x, y, steps=6)
         page.mouse.up()
         page.wait_for_timeout(1500)
         page.locator("#inpaint-run").click()
