@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from components.composer.offline import OfflineComposer, names_in_prompt, profile
+from components.composer.offline import OfflineComposer, character_refusal, profile
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
 from components.composer.segment import normalize_phrase, segment
 from components.redact import redact
@@ -118,10 +118,9 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
                 notices.append(f"dropped duplicate adapter {cid!r}")
                 continue
             prof = profile(cand.card)
-            if prof.is_character and (options.characters == "none" or options.characters == "named" and
-                                      not names_in_prompt(cand.card, prof, prompt_low, prompt_words)):
-                notices.append(f"dropped character adapter {cid!r}: " + (
-                    "characters are turned off" if options.characters == "none" else "the prompt does not name it"))
+            refusal = character_refusal(cand.card, prof, options.characters, prompt_low, prompt_words)
+            if refusal:
+                notices.append(f"dropped character adapter {cid!r}: {refusal}")
                 continue
             if prof.is_style and styles >= options.max_styles:
                 notices.append(f"dropped style adapter {cid!r}: already {options.max_styles} styles")

@@ -95,6 +95,18 @@ def names_in_prompt(card: AdapterCard, prof: Profile, prompt_low: str, prompt_wo
     return names_character(prof.triggers, prof.subject, prompt_low, prompt_words)
 
 
+def character_refusal(card: AdapterCard, prof: Profile, policy: str, prompt_low: str,
+                      prompt_words: set[str]) -> str | None:
+    """Why the characters policy (named | all | none) keeps this adapter out, or None; both composers use it."""
+    if not prof.is_character or policy == "all":
+        return None
+    if policy == "none":
+        return "characters are turned off"
+    if not names_in_prompt(card, prof, prompt_low, prompt_words):
+        return "the prompt does not name the character"
+    return None
+
+
 def _match(j: Judgement, segments: list[Segment]) -> None:
     evidence = _words([t for terms in j.candidate.evidence.values() for t in terms])
     for i, seg in enumerate(segments):
@@ -118,12 +130,9 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     if not j.matched:
         j.reason = "none of its words is a keyword of the prompt: it would add a foreign concept"
         return
-    if j.profile.is_character and options.characters == "none":
-        j.reason = "character adapter, and characters are turned off"
-        return
-    if j.profile.is_character and options.characters == "named" \
-            and not names_in_prompt(card, j.profile, prompt_low, prompt_words):
-        j.reason = "character adapter, but the prompt does not name the character"
+    refusal = character_refusal(card, j.profile, options.characters, prompt_low, prompt_words)
+    if refusal:
+        j.reason = f"character adapter: {refusal}"
         return
     i = max(j.matched, key=lambda k: j.matched[k])
     seg = segments[i]
