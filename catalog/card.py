@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from catalog.safety import RATINGS, screen
+
 Source = Literal["civitai", "folder", "hf", "manual"]
 ADAPTER_TYPES = ("LoRA", "LoCon", "LoHa", "LoKr", "DoRA", "other", "unknown")
 LOADABLE_TYPES = ("LoRA", "LoCon", "unknown")  # unknown: no file seen yet; the loader decides
@@ -77,6 +79,40 @@ class ExampleImage(BaseModel):
     lora_names: list[str] = Field(default_factory=list)  # every <lora:NAME> in the prompt
 
 
+PURPOSE_KINDS = ("style", "medium", "subject", "object", "clothing", "place", "pose", "effect", "utility",
+                 "character")
+# what an adapter pushes into every image besides its concept; foreign unless the prompt asks for it
+BRINGS = ("person", "woman", "man", "character", "franchise", "sexual", "suggestive", "slider")
+
+
+class Purpose(BaseModel):
+    """What an adapter is for: the concepts it renders, their kind, and what it brings along."""
+    model_config = ConfigDict(extra="ignore")
+    concepts: list[str] = Field(default_factory=list)  # "studio ghibli", "castle", "watercolor"
+    kind: str = "subject"
+    brings: list[str] = Field(default_factory=list)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in PURPOSE_KINDS:
+            raise ValueError(f"purpose kind {v!r} is not one of {', '.join(PURPOSE_KINDS)}")
+        return v
+
+    @field_validator("brings")
+    @classmethod
+    def _brings(cls, v: list[str]) -> list[str]:
+        bad = [b for b in v if b not in BRINGS]
+        if bad:
+            raise ValueError(f"brings {bad!r}: allowed are {', '.join(BRINGS)}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("concepts")
+    @classmethod
+    def _concepts(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(c.strip() for c in v if c and c.strip()))[:16]
+
+
 class Refined(BaseModel):
     """Refiner output. ``refiner`` names who wrote it (e.g. "offline-1", "vlm:openai/gpt-4o")."""
     model_config = ConfigDict(extra="ignore")
@@ -86,6 +122,7 @@ class Refined(BaseModel):
     trigger_words: list[str] = Field(default_factory=list)  # found in the description text
     recommended_weight: float | None = None
     weight_source: str = ""  # author-text | example-median | default | vlm
+    purpose: Purpose | None = None  # what the adapter renders and brings (offline refiner)
     refiner: str = ""
     source_hash: str = ""  # content hash of the card the refiner saw
 
@@ -102,6 +139,8 @@ class Curation(BaseModel):
     nsfw: bool | None = None
     real_person: bool | None = None
     character: bool | None = None
+    rating: str | None = None  # sfw | suggestive | explicit (catalog/safety.py); wins over the screen
+    purpose: Purpose | None = None
     notes: str = ""
     edited_by: str = ""
     edited_at: str = ""
@@ -111,6 +150,13 @@ class Curation(BaseModel):
     def _weight_range(cls, v: float | None) -> float | None:
         if v is not None and not MIN_WEIGHT <= v <= MAX_WEIGHT:
             raise ValueError(f"weight {v} is outside [{MIN_WEIGHT}, {MAX_WEIGHT}]")
+        return v
+
+    @field_validator("rating")
+    @classmethod
+    def _rating(cls, v: str | None) -> str | None:
+        if v is not None and v not in RATINGS:
+            raise ValueError(f"rating {v!r} is not one of {', '.join(RATINGS)}")
         return v
 
     @field_validator("category")
@@ -217,8 +263,23 @@ class AdapterCard(BaseModel):
         seen += [t for t in self.refined.trigger_words if t not in seen]
         return seen
 
+    def effective_rating(self) -> str:
+        """sfw | suggestive | explicit: the curator's rating, else the content screen of all the
+        evidence (source flag, name, tags, trigger words, example prompts: catalog/safety.py)."""
+        if self.curation.rating is not None:
+            return self.curation.rating
+        if self.curation.nsfw is not None:  # the older on/off switch of the Catalog tab
+            return "explicit" if self.curation.nsfw else "sfw"
+        return screen(self)[0]
+
+    def rating_reasons(self) -> list[str]:
+        if self.curation.rating is not None or self.curation.nsfw is not None:
+            return [f"rated {self.effective_rating()} by a curator"]
+        return screen(self)[1]
+
     def effective_nsfw(self) -> bool:
-        return self.curation.nsfw if self.curation.nsfw is not None else self.nsfw
+        """Sexual by any evidence (or by a curator): never part of a SFW selection."""
+        return self.effective_rating() == "explicit"
 
     def effective_real_person(self) -> bool:
         return self.curation.real_person if self.curation.real_person is not None else self.real_person

@@ -125,6 +125,7 @@ class CatalogStore:
         self.path = self.dir / DB_NAME
         self._lock = threading.RLock()
         self._db = _connect(self.path)
+        self._screen_cache: tuple[str, dict[str, int]] | None = None  # (rows fingerprint, counts)
 
     def close(self) -> None:
         with self._lock:
@@ -227,7 +228,28 @@ class CatalogStore:
             }
         return {"cards": total, "civitai_models": models, "civitai_models_sd15": sd15_models,
                 "by_base_model": by("base_model"), "by_adapter_type": by("adapter_type"),
-                "by_source": by("source"), "flags": flags}
+                "by_source": by("source"), "flags": flags, "content_screen": self.screen_stats()}
+
+    def screen_stats(self) -> dict[str, int]:
+        """What the content screen (catalog/safety.py, curation included) rates beyond the source's
+        flag: ``explicit`` cards the source did not flag nsfw, and ``suggestive`` cards. Reading every
+        card takes about a second per 10K cards, so the counts are kept until a row changes."""
+        import hashlib
+        digest = hashlib.sha1()
+        with self._lock:
+            for row in self._db.execute(
+                    "SELECT id, content_hash, refined_json, curation_json FROM cards ORDER BY id"):
+                digest.update("\x00".join(row).encode("utf-8"))
+        key = digest.hexdigest()
+        if self._screen_cache is not None and self._screen_cache[0] == key:
+            return dict(self._screen_cache[1])
+        counts = {"explicit": 0, "suggestive": 0}
+        for card in self.iter_cards():
+            rating = card.effective_rating()
+            if rating == "suggestive" or (rating == "explicit" and not card.nsfw):
+                counts[rating] += 1
+        self._screen_cache = (key, counts)
+        return dict(counts)
 
     # ---- writes ------------------------------------------------------------------
     def upsert(self, card: AdapterCard, conn: sqlite3.Connection | None = None) -> UpsertStatus:
@@ -284,8 +306,9 @@ class CatalogStore:
                 cur = Curation.model_validate(data)
             except ValueError as exc:
                 raise CatalogError(f"invalid edit of {card_id}: {_first_error(exc)}") from None
-            tx.execute("UPDATE cards SET curation_json=?, blocked=?, nsfw=CASE WHEN ? IS NULL THEN nsfw ELSE ? END,"
-                       " updated_at=? WHERE id=?",
+            # the nsfw column follows the curator's switch, and the source's flag again once it is cleared
+            tx.execute("UPDATE cards SET curation_json=?, blocked=?, nsfw=CASE WHEN ? IS NULL THEN"
+                       " coalesce(json_extract(source_json, '$.nsfw'), nsfw) ELSE ? END, updated_at=? WHERE id=?",
                        (_dump(cur), int(cur.blocked), cur.nsfw, int(bool(cur.nsfw)), now_iso(), card_id))
         return self.get(card_id)
 

@@ -16,6 +16,7 @@ copies an example keeps: + R@10 0.018, R@150 0.016, MRR 0.022 on the dev split.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _NETWORK_TAG = re.compile(r"<\s*(?:lora|lyco|lycoris|locon|hypernet)\s*:[^>]*>", re.I)
 _ANY_ANGLE = re.compile(r"<[^<>]{0,200}>")
@@ -24,6 +25,96 @@ _PHRASE_SPLIT = re.compile(r"[,()\[\]{}|\n;.!?]+|\bBREAK\b|\bAND\b")
 _WORD = re.compile(r"[^\W_]+", re.U)  # a word: letters/digits; any other character, "_" too, splits
 MAX_PROMPT_CHARS = 4000  # longer prompts are cut: CLIP reads 77 tokens, retrieval needs no more
 MAX_PHRASE_WORDS = 6  # longer "phrases" are sentences: words and bigrams cover them
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+ARTICLES = _words("a an the this that these those some any each every another other others such "
+                  "its his her their our my your no own")
+PREPOSITIONS = _words(
+    "in on at to with of from by for into onto over under near beside behind between through "
+    "across along against around above below inside outside during upon within without via toward "
+    "towards past beneath atop underneath amongst among after before like next")
+CONJUNCTIONS = _words("and or but while as so than then nor yet because if when where whereas though "
+                      "although plus")
+PRONOUNS = _words("it it's they them he she him we us you i me theirs hers who whom whose which what "
+                  "there here someone something somebody anyone everyone anything everything itself "
+                  "themselves himself herself")
+AUXILIARIES = _words("is are was were be been being am has have had do does did can could will would "
+                     "shall should may might must get gets got getting seems seem appears appear")
+QUANTITIES = _words(
+    "one two three four five six seven eight nine ten eleven twelve several many few couple bunch "
+    "group pair lot lots number various different multiple all both dozen dozens herd set piece pieces "
+    "variety bunches numerous plenty much more most less least single lone assortment array row rows "
+    "stack pile flock")
+ADVERBS = _words("very really just also only almost together ready about too quite rather nearly "
+                 "mostly partially fully slightly extremely highly well still even up down out off "
+                 "away back not")
+FRAMING = _words("image picture photo photograph shot view close closeup front top side middle edge "
+                 "left right background foreground kind type sort large big looking")
+GENERIC_VERBS = _words(
+    "sits sit sat stands stand holds hold holding wearing wears wear filled topped covered made "
+    "dressed looks look shows show showing shown seen displayed displaying features featuring "
+    "containing contains contain sitting standing placed located parked full")
+VERBS_3RD = _words(
+    "rides walks swims flies eats plays lies lays waits perches wades grazes runs jumps sleeps rests "
+    "drinks poses smiles talks reads watches leans hangs lands travels drives pulls carries throws "
+    "catches hits swings skates surfs skis makes takes goes comes uses works cuts prepares cooks")
+STOPWORDS = (ARTICLES | PREPOSITIONS | CONJUNCTIONS | PRONOUNS | AUXILIARIES | QUANTITIES | ADVERBS
+             | FRAMING | GENERIC_VERBS | VERBS_3RD)
+COLOURS = _words("white black red blue green yellow orange pink purple brown gray grey silver gold "
+                 "golden beige tan teal cyan magenta violet maroon navy turquoise blond blonde")
+# quality / rendering boilerplate of tag-soup prompts: never a topic
+BOILERPLATE = frozenset({
+    "masterpiece", "best quality", "high quality", "highest quality", "top quality", "good quality",
+    "normal quality", "quality", "ultra detailed", "ultra-detailed", "highly detailed",
+    "extremely detailed", "very detailed", "detailed", "intricate details", "intricate detail",
+    "intricate", "8k", "4k", "16k", "8k uhd", "uhd", "hdr", "hd", "highres", "high res", "absurdres",
+    "high resolution", "ultra high res", "ultra high resolution", "best resolution", "sharp focus",
+    "official art", "award winning", "award-winning", "trending on artstation", "raw photo",
+    "extremely detailed cg unity 8k wallpaper", "unity 8k wallpaper", "8k wallpaper", "wallpaper",
+    "incredibly absurdres", "huge filesize", "beautiful detailed", "perfect", "amazing",
+    "professional", "high detail", "hyper detailed", "hyperdetailed", "super detailed",
+    "insanely detailed", "ultra realistic details", "ultra quality", "masterwork", "best illustration",
+    "finely detailed", "depth of field", "dof", "film grain",
+})
+
+def normalize_word(word: str) -> str:
+    """Lower case and a light singular form ("bears" -> "bear", "glasses" stays), for matching."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "xes", "sses")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is", "sses")):
+        return w[:-1]
+    return w
+
+
+@lru_cache(maxsize=8192)
+def lexer_words(text: str) -> tuple[str, ...]:
+    """Every word of ``text`` as selection matches it: A1111 syntax stripped, lower case, possessive
+    and plural removed ("Conductor's hats" -> conductor, hat); ``_`` and ``-`` split words."""
+    low = _POSSESSIVE.sub("", strip_syntax(text).lower())
+    return tuple(normalize_word(w) for w in _WORD.findall(low))
+
+
+@lru_cache(maxsize=8192)
+def content_words(text: str) -> tuple[str, ...]:
+    """``lexer_words`` without function words: the words that can carry evidence."""
+    return tuple(w for w in lexer_words(text) if w not in STOPWORDS)
+
+
+def normalize_phrase(text: str) -> tuple[str, ...]:
+    """The matching words of a phrase (the composer's name for ``content_words``)."""
+    return content_words(text)
+
+
+_POSSESSIVE = re.compile(r"['’]s\b")
 
 
 def strip_syntax(prompt: str) -> str:

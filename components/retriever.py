@@ -27,10 +27,13 @@ from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
 from catalog.settings import CHARACTER_POLICIES, Settings
+from components.composer.segment import is_tag_soup, segment
+from components.concepts import (ConceptHit, ConceptIndex, PromptContext, concept_text, concepts_of, expand,
+                                 match_concepts)
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport
 from components.index.documents import field_terms
-from components.prompt_text import (MAX_PROMPT_CHARS, display_term, is_sequence_term, prompt_terms, strip_syntax,
+from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms, strip_syntax,
                                     terms)
 from components.types import Candidate, RetrievalResult, StylusError
 
@@ -65,6 +68,11 @@ class Fusion:
     dense: float = 0.1
     creator: float = 0.5
     dense_pool: int = 300
+    # selection by concept (components/concepts.py): for natural prompts the adapters whose purpose
+    # fits a concept of the prompt come first; the whole-prompt signals above order the rest
+    # (and keep ranking tag-style prompts written in a creator's template)
+    concept: float = 1.0
+    natural_prompt_weight: float = 0.3  # of the whole-prompt signals, for prompts that are sentences
 
     @classmethod
     def lexical_only(cls) -> "Fusion":
@@ -72,7 +80,15 @@ class Fusion:
 
     @classmethod
     def dense_only(cls) -> "Fusion":
-        return cls(prompt_max=0.0, prompt_mean=0.0, card=0.0, dense=1.0, creator=0.0, dense_pool=2000)
+        return cls(prompt_max=0.0, prompt_mean=0.0, card=0.0, dense=1.0, creator=0.0, dense_pool=2000, concept=0.0)
+
+    @classmethod
+    def whole_prompt(cls) -> "Fusion":
+        """The hybrid ranking without selection by concept (the project before it)."""
+        return cls(concept=0.0)
+
+
+WHOLE_PROMPT_SIGNALS = ("prompt_max", "prompt_mean", "card", "dense", "creator")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -137,6 +153,28 @@ class Retriever:
         sorted_code = code[self._creator_order]
         self._creator_starts = np.r_[0, np.flatnonzero(np.diff(sorted_code)) + 1] if len(code) else np.zeros(0, int)
         self._creator_code = np.searchsorted(sorted_code[self._creator_starts], code) if len(code) else code
+        self.concept_index = ConceptIndex.build(facts)
+
+    # ---- selection by concept ------------------------------------------------------------
+    def concept_hits(self, prompt: str, allowed: np.ndarray | None, notices: list[str] | None = None,
+                     characters: str = "named") -> tuple[list, list[ConceptHit]]:
+        """(the prompt's concepts, every (concept, adapter) hit) for the adapters ``allowed``."""
+        concepts = concepts_of(segment(prompt))
+        if not concepts or not self.ids:
+            return concepts, []
+        dense = None
+        try:
+            if self.concept_index.vectors is None:
+                self.concept_index.vectors = self.index.vector_matrix(self.ids)
+        except VECTOR_STORE_DOWN as exc:
+            if notices is not None:
+                notices.append(f"concepts matched by words only: the vector index is not reachable "
+                               f"({type(exc).__name__})")
+        expanded = expand(concepts)
+        if self.concept_index.vectors is not None:
+            dense = self.concept_index.dense(self.index.embed_texts([concept_text(c) for _, c in expanded]))
+        return concepts, match_concepts(self.concept_index, expanded, PromptContext.of(prompt, characters),
+                                        dense, allowed)
 
     # ---- scoring ---------------------------------------------------------------------
     def _dense(self, text: str, pool: int, notices: list[str] | None) -> list[tuple[str, float]]:
@@ -206,17 +244,30 @@ class Retriever:
         return self._allowed(replace(filters, characters="all"), [])
 
     def rank(self, prompt: str, top_k: int, filters: Filters | None = None,
-             fusion: Fusion | None = None,
-             notices: list[str] | None = None) -> list[tuple[int, float, dict[str, float]]]:
-        """(card position, fused score, per-signal scores) of the best ``top_k`` cards."""
+             fusion: Fusion | None = None, notices: list[str] | None = None,
+             hits: list | None = None) -> list[tuple[int, float, dict[str, float]]]:
+        """(card position, fused score, per-signal scores) of the best ``top_k`` cards.
+        ``hits``: a list that receives (concepts, concept hits) when concepts were weighed."""
         filters, fusion = filters or self.filters, fusion or self.fusion
         query_terms = prompt_terms(prompt)
         if not self.ids or not prompt.strip():
             return []
         dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
         signals = self._signals(query_terms, dense_text, fusion, notices)
-        fused = sum(getattr(fusion, k) * _unit(v) for k, v in signals.items() if getattr(fusion, k))
-        fused = np.where(self._allowed(filters, query_terms) & (fused > 0), fused, -np.inf)
+        fused = sum(getattr(fusion, k) * _unit(v) for k, v in signals.items()
+                    if getattr(fusion, k) and k in WHOLE_PROMPT_SIGNALS)
+        allowed = self._allowed(filters, query_terms)
+        if fusion.concept and not is_tag_soup(prompt):
+            concepts, found = self.concept_hits(prompt, allowed, notices, filters.characters)
+            if hits is not None:
+                hits.extend([concepts, found])
+            by_concept = np.zeros(len(self.ids), dtype=np.float32)
+            for h in found:  # fitting adapters first, then those related to a concept, then the rest
+                value = h.score + (2.0 if h.fits else 0.0) if not h.why.startswith("brings") else 0.0
+                by_concept[h.position] = max(by_concept[h.position], value)
+            signals["concept"] = by_concept
+            fused = fusion.natural_prompt_weight * fused + fusion.concept * by_concept
+        fused = np.where(allowed & (fused > 0), fused, -np.inf)
         want = min(len(fused), top_k * (3 if filters.one_per_model else 1))
         while True:
             top = np.argpartition(-fused, want - 1)[:want] if want < len(fused) else np.arange(len(fused))
@@ -276,8 +327,13 @@ class Retriever:
             fields["examples"] = in_examples
         else:
             fields = {"card": in_card}
-        return {f: _dedupe([display_term(t) for t in query & field_set], EVIDENCE_TERMS)
-                for f, field_set in fields.items() if query & field_set}
+        out = {}
+        for f, field_set in fields.items():
+            shown = [display_term(t) for t in query & field_set]
+            shown = [t for t in shown if content_words(t)]  # "on the", "looks like" are no evidence
+            if shown:
+                out[f] = _dedupe(shown, EVIDENCE_TERMS)
+        return out
 
     def retrieve(self, prompt: str, top_k: int | None = None, filters: Filters | None = None) -> RetrievalResult:
         start = time.perf_counter()
@@ -294,7 +350,15 @@ class Retriever:
         if not self.ids:
             notices.append("the retrieval index is empty: import adapters, then run `catalog index`")
         query = set(terms(prompt))
-        ranked = self.rank(prompt, top_k, filters, notices=notices)
+        weighed: list = []
+        ranked = self.rank(prompt, top_k, filters, notices=notices, hits=weighed)
+        per_card: dict[int, list[dict]] = {}
+        if weighed:
+            concepts, found = weighed
+            for h in sorted(found, key=lambda h: (not h.fits, -h.score)):
+                per_card.setdefault(h.position, []).append(
+                    {"concept": concepts[h.concept].text, "fits": h.fits, "why": h.why,
+                     "lexical": h.lexical, "dense": h.dense, "score": h.score})
         cards = self._load_cards([self.ids[i] for i, _, _ in ranked])
         in_card, in_examples = self._matches([i for i, _, _ in ranked], query)
         candidates = []
@@ -304,8 +368,12 @@ class Retriever:
                 continue  # deleted since the index was updated
             evidence = self._evidence(card, query, in_card[n], in_examples[n],
                                       detailed=len(candidates) < DETAILED_EVIDENCE)
+            concept_rows = per_card.get(i, []) if weighed else None
+            if weighed:  # a sentence: first the concepts its purpose covers, then the shared words
+                covered = [c["concept"] for c in concept_rows if c["fits"]]
+                evidence = ({"concepts": covered} if covered else {}) | evidence
             candidates.append(Candidate(card=card, score=round(score, 4), rank=len(candidates) + 1,
-                                        evidence=evidence, scores=signals))
+                                        evidence=evidence, scores=signals, concepts=concept_rows))
         return RetrievalResult(prompt, candidates, time.perf_counter() - start, notices)
 
 

@@ -26,6 +26,12 @@ class Candidate:
     # field name -> matched terms, e.g. {"examples": ["school uniform"], "tags": ["clothing"]}
     evidence: dict[str, list[str]] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)  # per signal: lexical, dense, prior
+    # per prompt concept it was weighed for: {"concept", "fits", "why", "lexical", "dense", "score"};
+    # None: the retriever did not weigh concepts (a tag-style prompt, or candidates from elsewhere)
+    concepts: list[dict[str, Any]] | None = None
+
+    def fitting_concepts(self) -> list[str]:
+        return [c["concept"] for c in self.concepts or () if c.get("fits")]
 
     @property
     def id(self) -> str:

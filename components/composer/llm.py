@@ -12,7 +12,8 @@ import re
 import time
 from typing import Any
 
-from components.composer.offline import OfflineComposer, character_refusal, profile
+from components.composer.offline import OfflineComposer, brings_foreign, character_refusal, profile
+from components.refiner.purpose import purpose_of
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
 from components.composer.segment import normalize_phrase, segment
 from components.redact import redact
@@ -25,7 +26,10 @@ topic. For each topic choose at most {top_k} adapters from the candidate list, b
 depict exactly that topic. Rules:
 - Never choose an adapter broader than its topic (a general food adapter for "hot dog").
 - Never choose an adapter narrower in a foreign way or one that adds concepts the prompt lacks
-  (a named character for "dog").
+  (a named character for "dog"). Each candidate lists its purpose: the concepts it renders, its
+  kind and what it brings into every image ("brings"): never choose one that brings a person,
+  woman, man, character, franchise, sexual or suggestive content or a slider the prompt does not ask for.
+- Choose an adapter for a topic only when its purpose covers that topic; when none does, choose none.
 - {character_rule}
 - At most {max_styles} style adapters in the whole composition; at most {max_adapters} adapters in all.
 - If one adapter covers several keywords, put those keywords in one topic.
@@ -52,9 +56,15 @@ class LLMError(StylusError):
 def _candidate_view(c: Candidate) -> dict[str, Any]:
     card = c.card
     desc = re.sub(r"\s+", " ", card.effective_description())[:240]
-    return {"id": card.id, "name": card.name[:80], "category": card.effective_category(),
+    purpose = purpose_of(card)
+    view = {"id": card.id, "name": card.name[:80], "category": card.effective_category(),
+            "purpose": {"concepts": purpose.concepts[:6], "kind": purpose.kind, "brings": purpose.brings},
             "tags": card.effective_tags()[:8], "triggers": card.effective_trigger_words()[:4],
             "description": desc}
+    fits = c.fitting_concepts()
+    if c.concepts is not None:
+        view["fits_prompt_concepts"] = fits
+    return view
 
 
 def build_messages(prompt: str, candidates: list[Candidate], options: ComposeOptions) -> list[dict]:
@@ -121,6 +131,13 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
             refusal = character_refusal(cand.card, prof, options.characters, prompt_low, prompt_words)
             if refusal:
                 notices.append(f"dropped character adapter {cid!r}: {refusal}")
+                continue
+            brought = brings_foreign(cand.card, prof, options.characters, prompt_low, prompt_words)
+            if brought:
+                notices.append(f"dropped adapter {cid!r}: it brings {', '.join(brought)}")
+                continue
+            if cand.concepts is not None and not cand.concepts:
+                notices.append(f"dropped adapter {cid!r}: its purpose is about no concept of the prompt")
                 continue
             if prof.is_style and styles >= options.max_styles:
                 notices.append(f"dropped style adapter {cid!r}: already {options.max_styles} styles")

@@ -1,5 +1,11 @@
 """The default composer: deterministic grounding of retrieved adapters in the prompt's topics.
 
+Natural prompts (sentences, captions) are composed *by concept*: the retriever weighed every
+candidate against each concept of the prompt (components/concepts.py) and an adapter is picked
+for a concept only when its purpose fits it and it brings nothing the prompt lacks; the best
+fitting adapter of each concept (``PER_CONCEPT``); a concept that no
+adapter fits gets none, and the composition says why. Tag-style prompts keep the rules below.
+
 For every candidate it asks which prompt keywords the adapter's own purpose (name, trigger
 words, refined keywords, tags) or the retriever's matched evidence cover, then applies the
 paper's rules: no adapter without a keyword of the prompt, none broader than its topic, characters
@@ -17,7 +23,9 @@ from catalog.card import AdapterCard
 from components.composer.naming import Subject, names_character, naming_triggers, subject_words
 from components.composer.naming import prompt_words as _prompt_words
 from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
-from components.composer.segment import Segment, normalize_phrase, segment
+from components.composer.segment import Segment, is_tag_soup, normalize_phrase, segment
+from components.concepts import PromptContext, concepts_of, foreign
+from components.refiner.purpose import purpose_of
 from components.types import Candidate, Composition, Topic, TopicAdapter
 
 # words in adapter names that say nothing about what the adapter draws
@@ -107,6 +115,14 @@ def character_refusal(card: AdapterCard, prof: Profile, policy: str, prompt_low:
     return None
 
 
+def brings_foreign(card: AdapterCard, prof: Profile, policy: str, prompt_low: str,
+                   prompt_words: set[str]) -> list[str]:
+    """What the adapter brings (its purpose) that the prompt does not ask for; a character the
+    characters policy lets in counts as asked for. Both composers use it."""
+    named = prof.is_character and names_in_prompt(card, prof, prompt_low, prompt_words)
+    return foreign(purpose_of(card).brings, PromptContext.of(prompt_low, policy), named=named)
+
+
 def _match(j: Judgement, segments: list[Segment]) -> None:
     evidence = _words([t for terms in j.candidate.evidence.values() for t in terms])
     for i, seg in enumerate(segments):
@@ -133,6 +149,10 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     refusal = character_refusal(card, j.profile, options.characters, prompt_low, prompt_words)
     if refusal:
         j.reason = f"character adapter: {refusal}"
+        return
+    brought = brings_foreign(card, j.profile, options.characters, prompt_low, prompt_words)
+    if brought:
+        j.reason = f"brings {', '.join(brought)}, which the prompt does not ask for"
         return
     i = max(j.matched, key=lambda k: j.matched[k])
     seg = segments[i]
@@ -181,6 +201,9 @@ class OfflineComposer:
             notices.append("no candidate adapters were retrieved")
         prompt_low = prompt.lower()
         prompt_words = _prompt_words(prompt)
+        weighed = any(c.concepts is not None for c in candidates)
+        if segments and weighed and not is_tag_soup(prompt):
+            return self._by_concept(prompt, candidates, options, notices, t0, prompt_low, prompt_words)
         best = max((c.score for c in candidates), default=0.0)
         judgements: list[Judgement] = []
         seen: set[str] = set()
@@ -201,6 +224,84 @@ class OfflineComposer:
              "score": j.score, "decision": j.decision, "reason": j.reason} for j in judgements]}
         return Composition(prompt=prompt, topics=topics, unassigned=unassigned, composer=self.name,
                            seconds=time.perf_counter() - t0, notices=notices, scores=scores)
+
+
+    def _by_concept(self, prompt: str, candidates: list[Candidate], options: ComposeOptions,
+                    notices: list[str], t0: float, prompt_low: str, prompt_words: set[str]) -> Composition:
+        """A sentence: per concept, the adapters whose purpose fits it (see the module docstring)."""
+        concepts = [c.text for c in concepts_of(segment(prompt))]
+        fits: dict[str, list[tuple[float, Candidate, dict]]] = {c: [] for c in concepts}
+        rejected: dict[str, list[str]] = {c: [] for c in concepts}
+        rows, seen = [], set()
+        for cand in candidates:
+            if cand.id in seen or cand.card.blocked:
+                continue
+            seen.add(cand.id)
+            prof = profile(cand.card)
+            refusal = character_refusal(cand.card, prof, options.characters, prompt_low, prompt_words)
+            for row in cand.concepts or ():
+                if row["concept"] not in fits:
+                    continue
+                if row["fits"] and not refusal:
+                    fits[row["concept"]].append((row["score"], cand, row))
+                elif len(rejected[row["concept"]]) < 3:
+                    why = f"character adapter: {refusal}" if refusal and row["fits"] else row["why"]
+                    rejected[row["concept"]].append(f"{cand.card.name}: {why}")
+            rows.append({"id": cand.id, "name": cand.card.name, "retrieval": round(cand.score, 4),
+                         "match": {r["concept"]: r["score"] for r in cand.concepts or ()},
+                         "score": max((r["score"] for r in cand.concepts or () if r["fits"]), default=0.0),
+                         "decision": "eligible" if cand.fitting_concepts() and not refusal else "rejected",
+                         "reason": next((r["why"] for r in cand.concepts or ()),
+                                        "no concept of the prompt is in its purpose")})
+        chosen: list[tuple[float, str, Candidate, dict]] = []
+        used: set[str] = set()
+        styles = 0
+        # concepts in order of their best fit; each gets its best fitting adapter
+        order = sorted(concepts, key=lambda c: -max((f[0] for f in fits[c]), default=0.0))
+        for concept in order:
+            ranked = sorted(fits[concept], key=lambda f: -f[0])
+            taken = 0
+            for score, cand, row in ranked:
+                if len(chosen) >= options.max_adapters or taken >= options.top_k:
+                    break
+                if cand.id in used or taken >= PER_CONCEPT:
+                    continue
+                is_style = profile(cand.card).is_style
+                if is_style and styles >= options.max_styles:
+                    continue
+                chosen.append((score, concept, cand, row))
+                used.add(cand.id)
+                styles += is_style
+                taken += 1
+        topics: dict[str, Topic] = {}
+        for score, concept, cand, row in chosen:
+            card = cand.card
+            topics.setdefault(concept, Topic(keywords=[concept])).adapters.append(TopicAdapter(
+                card_id=card.id, name=card.name, weight=card.effective_weight(), reason=row["why"],
+                score=round(score, 4), civitai_model_id=card.civitai_model_id, lora_name=card.lora_name))
+        for r in rows:
+            if r["id"] in used:
+                r["decision"] = "chosen"
+        unassigned = [c for c in concepts if c not in topics]
+        why_none = {}
+        for c in unassigned:
+            if fits[c]:
+                why_none[c] = "fitting adapters were left out by the caps (adapters per composition / styles)"
+            elif rejected[c]:
+                why_none[c] = "no adapter fits it; nearest: " + "; ".join(rejected[c])
+            else:
+                why_none[c] = "no adapter of the catalog is about it"
+        for c, why in why_none.items():
+            notices.append(f"no adapter for {c!r}: {why}")
+        ordered = [topics[c] for c in concepts if c in topics]
+        return Composition(prompt=prompt, topics=ordered, unassigned=unassigned, composer=self.name,
+                           seconds=time.perf_counter() - t0, notices=notices,
+                           scores={"candidates": rows, "unassigned": why_none, "by": "concept"})
+
+
+# adapters per concept of a sentence: the best fitting one (dev: a second fitting adapter was
+# right half as often as the first); curators and users add more in the mapping
+PER_CONCEPT = 1
 
 
 def _assign(judgements: list[Judgement], segments: list[Segment],

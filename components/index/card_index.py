@@ -73,6 +73,7 @@ class CardIndex:
         self._vectors: VectorStore | None = None
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # recent query embeddings
         self._query_lock = threading.Lock()
+        self._matrix: tuple[tuple[str, ...], np.ndarray] | None = None  # (ids, vectors) in memory
 
     # ---- state ------------------------------------------------------------------------
     def _read_json(self, name: str, default):
@@ -161,6 +162,7 @@ class CardIndex:
             return
         self._forget_lexical(ids)
         self.vectors.delete(ids)
+        self._matrix = None
         for k in ids:
             self.facts.pop(k, None)
             self.indexed_hash.pop(k, None)
@@ -174,6 +176,7 @@ class CardIndex:
         """Embed and store the vectors of ``cards``; their lexical documents go to ``encoded``
         (appended once per update: appending per batch copied the whole matrix each time)."""
         docs = [card_documents(c) for c in cards]
+        self._matrix = None
         encoded["prompts"].append(self.prompts.encode([(d.facts.id, t) for d in docs for t in d.prompt_terms]))
         encoded["cards"].append(self.cards.encode([(d.facts.id, d.card_terms) for d in docs]))
         texts = list(dict.fromkeys(d.dense_text for d in docs))  # versions of one model share a text
@@ -217,6 +220,45 @@ class CardIndex:
         """Drop the cached query embeddings (benchmarks time cold queries)."""
         with self._query_lock:
             self._query_vectors.clear()
+
+    def vector_matrix(self, ids: list[str]) -> np.ndarray:
+        """``(len(ids), dim)`` card vectors in ``ids`` order (zero rows for missing ones), read from
+        the vector store once and kept until the indexed cards change (concept scoring compares a
+        prompt's few concepts with every card at once: one matrix product, no store round trip)."""
+        key = tuple(ids)
+        cached = self._matrix
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = self.vectors.get(list(ids))
+        dim = len(next(iter(found.values()))) if found else 0
+        matrix = np.zeros((len(ids), dim), dtype=np.float32)
+        for row, card_id in enumerate(ids):
+            v = found.get(card_id)
+            if v is not None:
+                matrix[row] = v
+        self._matrix = (key, matrix)
+        return matrix
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of short query texts through the same LRU cache as whole prompts."""
+        out, missing = [None] * len(texts), []
+        with self._query_lock:
+            for n, t in enumerate(texts):
+                v = self._query_vectors.get(t)
+                if v is None:
+                    missing.append(n)
+                else:
+                    self._query_vectors.move_to_end(t)
+                    out[n] = v
+        if missing:
+            vectors = self.embedder.embed([texts[n] for n in missing])
+            with self._query_lock:
+                for n, v in zip(missing, vectors):
+                    out[n] = np.asarray(v)
+                    self._query_vectors[texts[n]] = out[n]
+                while len(self._query_vectors) > QUERY_CACHE:
+                    self._query_vectors.popitem(last=False)
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
     def dense_scores(self, text: str, n: int) -> list[tuple[str, float]]:
         if not text.strip() or len(self) == 0:

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from catalog.card import LOADABLE_TYPES, AdapterCard
 from components.prompt_text import is_sequence_term, phrase_key, phrases, prompt_terms, terms
+from components.refiner.purpose import name_concepts, purpose_of
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 5  # bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 6  # 6: purpose facts (concepts, name concepts, kind, brings). Bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -36,13 +37,19 @@ class CardFacts:
     name_terms: list[str] = field(default_factory=list)  # words that name a character card
     download_count: int = 0
     creator: str = ""  # whose adapters share a prompt vocabulary (the retriever's creator signal)
+    # the adapter's purpose (components/refiner/purpose.py), for selection by concept
+    concepts: list[str] = field(default_factory=list)
+    name_concepts: list[str] = field(default_factory=list)
+    kind: str = "subject"
+    brings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         # by hand: dataclasses.asdict deep-copies every field (half a second for 10K cards)
         return {"id": self.id, "civitai_model_id": self.civitai_model_id, "base_model": self.base_model,
                 "nsfw": self.nsfw, "loadable": self.loadable, "character": self.character,
                 "name_terms": list(self.name_terms), "download_count": self.download_count,
-                "creator": self.creator}
+                "creator": self.creator, "concepts": list(self.concepts),
+                "name_concepts": list(self.name_concepts), "kind": self.kind, "brings": list(self.brings)}
 
 
 @dataclass
@@ -78,6 +85,9 @@ def card_documents(card: AdapterCard) -> CardDocuments:
         nsfw=card.effective_nsfw(), loadable=card.adapter_type in LOADABLE_TYPES, character=card.is_character(),
         name_terms=_name_words(card) if card.is_character() else [], download_count=card.download_count,
         creator=card.creator)
+    purpose = purpose_of(card)
+    facts.concepts, facts.kind, facts.brings = list(purpose.concepts), purpose.kind, list(purpose.brings)
+    facts.name_concepts = name_concepts(card.name)
     text = dense_text(card)
     blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(examples)], ensure_ascii=False)
     return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=examples, dense_text=text,

@@ -70,6 +70,15 @@ class VectorStore:
         for start in range(0, len(ids), MAX_BATCH):
             self.collection.delete(ids=ids[start:start + MAX_BATCH])
 
+    def get(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of ``ids`` (those present), for in-memory scoring of many texts."""
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            res = self.collection.get(ids=ids[start:start + MAX_BATCH], include=["embeddings"])
+            for i, v in zip(res["ids"], res["embeddings"]):
+                out[i] = np.asarray(v, dtype=np.float32)
+        return out
+
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """(card id, cosine similarity) of the ``n`` nearest cards."""
         if n < 1:

@@ -21,8 +21,9 @@ from typing import Callable, Iterable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Refined
 from components.prompt_text import phrases
+from components.refiner.purpose import TagStats, extract_purpose
 
-REFINER_NAME = "offline-1"
+REFINER_NAME = "offline-4"  # 2: records the purpose (components/refiner/purpose.py)
 DEFAULT_WEIGHT = 0.8
 MAX_KEYWORDS = 12
 BOILERPLATE_SHARE = 0.04  # a phrase in more than 4% of cards says nothing about any one card
@@ -68,7 +69,11 @@ class PhraseStats:
         for card in cards:
             stats.cards += 1
             stats.df.update(set(card_phrases(card)))
+            stats.tags.cards += 1
+            stats.tags.df.update({t.strip().lower() for t in card.effective_tags()})
         return stats
+
+    tags: TagStats = field(default_factory=TagStats)
 
     def idf(self, phrase: str) -> float:
         n = max(self.cards, 1)
@@ -179,12 +184,17 @@ def refine_card(card: AdapterCard, stats: PhraseStats) -> Refined:
     weight, source = recommended_weight(card)
     return Refined(description=describe(card, cat, kws, triggers, weight), category=cat, keywords=kws,
                    trigger_words=triggers, recommended_weight=weight, weight_source=source,
-                   refiner=REFINER_NAME, source_hash=card.content_hash())
+                   purpose=extract_purpose(card, stats.tags, category=cat), refiner=REFINER_NAME,
+                   source_hash=card.content_hash())
 
 
 def needs_refine(card: AdapterCard) -> bool:
     """Offline refinement is redone when the source changed; a VLM result for the same source is kept."""
-    return card.refined.source_hash != card.content_hash() or not card.refined.refiner
+    if not card.refined.refiner:
+        return True
+    if card.refined.refiner.startswith("offline") and card.refined.refiner != REFINER_NAME:
+        return True  # an older offline refiner: recompute (a VLM result is kept)
+    return card.refined.source_hash != card.content_hash()
 
 
 @dataclass

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(q)
     q.set_defaults(func=_show)
 
-    q = csub.add_parser("stats", help="counts by base model, adapter type and flags")
+    q = csub.add_parser("stats", help="counts by base model, adapter type, flags and content rating")
     q.add_argument("--json", action="store_true")
     add_common(q)
     q.set_defaults(func=_stats)
@@ -195,7 +195,15 @@ def _stats(args):
         print(f"by {title}:")
         for k, v in stats[key].items():
             print(f"  {str(k):20} {v}")
+    print(screen_line(stats))
     return 0
+
+
+def screen_line(stats: dict) -> str:
+    """What the content screen rates beyond the source's nsfw flag (see catalog/safety.py)."""
+    screen = stats.get("content_screen") or {}
+    return (f"content screen: {screen.get('explicit', 0)} explicit (not flagged by the source), "
+            f"{screen.get('suggestive', 0)} suggestive")
 
 
 def _block(args):

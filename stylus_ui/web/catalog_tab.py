@@ -6,7 +6,9 @@ from typing import Any
 
 import gradio as gr
 
-from catalog.card import CATEGORIES
+from catalog.card import BRINGS, CATEGORIES, PURPOSE_KINDS
+from catalog.safety import RATINGS
+from components.refiner.purpose import purpose_of
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import RETRIEVAL
@@ -15,6 +17,7 @@ RESULT_HEADERS = ["id", "name", "base model", "type", "category", "downloads", "
 FLAGS = ["nsfw", "character", "real person", "refined", "not loadable"]
 STATUSES = ["all", "active", "blocked"]
 ANY = "any"
+SCREEN = "(screen)"  # rating choice: no curator rating, the content screen decides
 
 
 def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
@@ -52,16 +55,22 @@ def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
         open_fn, [card_id], [detail, *form], api_visibility="undocumented")
     save = user_errors(partial(on_save, engine))
     writes = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
-    # stable names (undocumented) so tests and scripts can drive catalog edits with gradio_client
-    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_name="catalog_save",
+    # stable names (undocumented) so tests and scripts can drive catalog edits with gradio_client:
+    # /catalog_save keeps the nine form fields it always took (gradio_client fills no defaults for an
+    # undocumented endpoint); /catalog_save_all takes the whole form, purpose and rating included
+    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_name="catalog_save_all",
                          **writes)
+    v1 = form[:len(FORM_V1)]
+    fields["save_v1"].click(user_errors(partial(on_save_v1, engine)), [card_id, *v1],
+                            [detail, *v1, fields["status"]], api_name="catalog_save", **writes)
     for name, blocked in (("block", True), ("unblock", False)):
         fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
                            [detail, *form, fields["status"]], api_name=f"catalog_{name}", **writes)
     return base, results, summary
 
 
-FORM_KEYS = ["description", "category", "tags", "triggers", "weight", "nsfw", "character", "blocked", "notes"]
+FORM_V1 = ["description", "category", "tags", "triggers", "weight", "nsfw", "character", "blocked", "notes"]
+FORM_KEYS = [*FORM_V1, "concepts", "kind", "brings", "rating"]  # new fields go at the end
 
 
 def build_edit_form() -> dict[str, Any]:
@@ -77,11 +86,20 @@ def build_edit_form() -> dict[str, Any]:
             f["nsfw"] = gr.Checkbox(label="NSFW", elem_id="catalog-edit-nsfw")
             f["character"] = gr.Checkbox(label="Character", elem_id="catalog-edit-character")
             f["blocked"] = gr.Checkbox(label="Blocked", elem_id="catalog-edit-blocked")
+        f["concepts"] = gr.Textbox(label="Purpose: concepts it renders (comma separated)",
+                                   elem_id="catalog-edit-concepts")
+        with gr.Row():
+            f["kind"] = gr.Dropdown(list(PURPOSE_KINDS), value=None, label="Purpose kind",
+                                    elem_id="catalog-edit-kind")
+            f["rating"] = gr.Dropdown([SCREEN, *RATINGS], value=None, label="Content rating",
+                                      info=f"{SCREEN}: as the content screen rates it", elem_id="catalog-edit-rating")
+        f["brings"] = gr.CheckboxGroup(list(BRINGS), label="Brings into every image", elem_id="catalog-edit-brings")
         f["notes"] = gr.Textbox(label="Curator notes", elem_id="catalog-edit-notes")
         with gr.Row():
             f["save"] = gr.Button("Save edits", variant="primary", elem_id="catalog-save")
             f["block"] = gr.Button("Block", variant="stop", elem_id="catalog-block")
             f["unblock"] = gr.Button("Unblock", elem_id="catalog-unblock")
+            f["save_v1"] = gr.Button(visible=False, elem_id="catalog-save-v1")  # API only: /catalog_save
         f["status"] = gr.Markdown(elem_id="catalog-edit-status")
     return f
 
@@ -131,10 +149,21 @@ def on_row(results: Any, evt: gr.SelectData):
     return str(rows[row][0])
 
 
+def _rating_choice(card) -> str:
+    """The curator's rating (or the older nsfw switch), else SCREEN."""
+    if card.curation.rating is not None:
+        return card.curation.rating
+    if card.curation.nsfw is not None:
+        return "explicit" if card.curation.nsfw else "sfw"
+    return SCREEN
+
+
 def _form_values(card) -> list[Any]:
+    purpose = purpose_of(card)
     return [card.effective_description(), card.effective_category(), ", ".join(card.effective_tags()),
             ", ".join(card.effective_trigger_words()), card.effective_weight(), card.effective_nsfw(),
-            card.is_character(), card.blocked, card.curation.notes]
+            card.is_character(), card.blocked, card.curation.notes,
+            ", ".join(purpose.concepts), purpose.kind, list(purpose.brings), _rating_choice(card)]
 
 
 def on_open(engine, card_id: str):
@@ -147,7 +176,9 @@ def _split(text: str) -> list[str]:
 
 
 def on_save(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
-            weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str):
+            weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str,
+            concepts: str | None = None, kind: str | None = None, brings: list[str] | None = None,
+            rating: str | None = None):
     card = engine.card(card_id)
     changes: dict[str, Any] = {"blocked": bool(blocked), "notes": notes or ""}
     if (description or "") != card.effective_description():
@@ -160,13 +191,31 @@ def on_save(engine, card_id: str, description: str, category: str, tags: str, tr
         changes["trigger_words"] = _split(triggers)
     if weight is not None and float(weight) != card.effective_weight():
         changes["weight"] = float(weight)
-    if bool(nsfw) != card.effective_nsfw():
+    if rating not in (None, "") and rating != _rating_choice(card):  # the dropdown wins over the checkbox
+        changes["rating"] = None if rating == SCREEN else rating
+        changes["nsfw"] = None if rating == SCREEN else rating == "explicit"
+    elif bool(nsfw) != card.effective_nsfw():  # the older switch: explicit, or sfw when unchecked
+        changes["rating"] = "explicit" if nsfw else "sfw"
         changes["nsfw"] = bool(nsfw)
+    if concepts is not None:  # None from on_save_v1 (/catalog_save): purpose left as it is
+        current = purpose_of(card)
+        purpose = {"concepts": _split(concepts), "kind": kind or current.kind, "brings": list(brings or [])}
+        if (purpose["concepts"], purpose["kind"], set(purpose["brings"])) != (
+                current.concepts, current.kind, set(current.brings)):
+            changes["purpose"] = purpose
     if bool(character) != card.is_character():
         changes["character"] = bool(character)
     card = engine.edit_card(card.id, **changes)
     return [render.card_detail_html(card), *_form_values(card),
             f"Saved {render.esc(card.id)}: {render.esc(', '.join(sorted(changes)))}."]
+
+
+def on_save_v1(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
+               weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str):
+    """/catalog_save as scripts have called it: the nine older fields; purpose and rating stay as they are."""
+    detail, *form, status = on_save(engine, card_id, description, category, tags, triggers, weight, nsfw,
+                                    character, blocked, notes)
+    return [detail, *form[:len(FORM_V1)], status]
 
 
 def on_block(engine, blocked: bool, card_id: str):
@@ -207,4 +256,12 @@ def initial_values(engine) -> tuple[dict, list[list[Any]], str]:
     """Base-model choices and the most downloaded cards, filled in when a page opens."""
     stats = engine.catalog_stats()
     rows, summary = on_search(engine, "", ANY, ANY, [], "all")
-    return gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY), rows, summary
+    base = gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY)
+    return base, rows, f"{summary} · {stats_markdown(stats)}"
+
+
+def stats_markdown(stats: dict) -> str:
+    """The catalog's size and what the content screen rates beyond the source's nsfw flag."""
+    screen = stats.get("content_screen") or {}
+    return (f"catalog: {stats.get('cards', 0)} cards; content screen: {screen.get('explicit', 0)} explicit "
+            f"(not flagged by the source), {screen.get('suggestive', 0)} suggestive")

@@ -10,6 +10,8 @@ import html
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
+from components.refiner.purpose import purpose_of
+
 MAX_DESCRIPTION_CHARS = 600
 MAX_TAGS = 12
 
@@ -95,12 +97,19 @@ def card_detail_html(card) -> str:
     img_html = (f'<img class="stylus-detail-img" src="{esc(img)}" alt="" referrerpolicy="no-referrer">'
                 if img else "")
     notices = "".join(f'<p class="stylus-notice">{esc(n)}</p>' for n in card.notices[:5])
+    purpose = purpose_of(card)
+    reasons = card.rating_reasons()
     return (
         f'<div class="stylus-detail">{img_html}<h3>{esc(card.name)}</h3>'
         f'<div>{_chips(flags, "flag")}<span class="stylus-chip cat">{esc(card.effective_category())}</span></div>'
         f'<p class="stylus-desc">{esc(card.effective_description()[:2000])}</p>'
         f'<div class="stylus-card-tags">{_chips(card.effective_tags(), "tag")}</div>'
         f'<div class="stylus-card-tags">triggers: {_chips(card.effective_trigger_words(), "trigger") or "none"}</div>'
+        f'<div class="stylus-card-tags stylus-purpose">purpose: {_chips(purpose.concepts, "concept") or "none"}'
+        f'<span class="stylus-chip cat">{esc(purpose.kind)}</span> · brings: '
+        f'{esc(", ".join(purpose.brings) or "nothing else")}</div>'
+        f'<p class="stylus-rating">content rating: <b>{esc(card.effective_rating())}</b>'
+        f'{esc(" (" + "; ".join(reasons) + ")" if reasons else "")}</p>'
         f'<table class="stylus-table">{table}</table>{notices}</div>')
 
 

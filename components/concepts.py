@@ -1,0 +1,324 @@
+"""Selection by concept: which adapters' purposes cover which concepts of the prompt.
+
+A prompt's *concepts* are the segmenter's keyword topics ("castle", "Studio Ghibli"), each as its
+content words (function words never carry evidence; "style" and "in the style of" only mark a
+style). An adapter's *purpose* (components/refiner/purpose.py) is what it renders ("studio
+ghibli", "castle"), its kind and what it brings along.
+
+For every (concept, adapter) the index measures
+- lexical cover: the share of the concept's information (IDF over the catalog's purpose words)
+  that the adapter's purpose words hold, with the concept's head noun required; words of the
+  adapter's *name* count fully, tag and trigger words a little less;
+- dense similarity: MiniLM cosine of the concept text and the adapter's card text.
+An adapter *fits* a concept when the lexical cover is high and the dense similarity confirms it
+(or the dense similarity alone is very high), and *brings nothing the prompt lacks*: no person
+into a prompt without people, no woman where nobody is named, no character or franchise, nothing
+sexual, no slider. Everything is decided per concept, so an incidental word ("on the", "looks
+like", "a") can never carry a match.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalog.safety import prompt_asks_for
+from components.prompt_text import COLOURS, content_words, lexer_words
+from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, _real_word
+
+# words that mark a concept as a style or medium without being its subject
+STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
+# framing words: "a portrait of", "a painting of" name how, not what; alone they pick nothing
+FRAMING_ONLY = frozenset("portrait painting drawing photo photograph picture image illustration render "
+                         "artwork art close closeup shot scene view design style".split())
+# name words that say what kind of adapter it is, not something extra it draws
+KIND_WORDS = frozenset("animal animals object objects clothing clothes outfit background backgrounds scenery "
+                       "scene landscape photography photo painting illustration effect effects concept "
+                       "collection series pack set asset assets design element elements".split())
+MAX_EXTRA_NAME_WORDS = 1  # real words in the matched name piece that the prompt lacks ("Death Knight")
+# prompt words that put a person in the image (adapters that bring one are then no foreign concept)
+PROMPT_PERSON = PERSON_WORDS | frozenset(
+    "player knight warrior soldier astronaut chef doctor nurse teacher student pilot driver rider "
+    "surfer skier skater skateboarder trainer worker farmer cowboy pirate ninja samurai wizard witch "
+    "king queen prince princess priest monk officer police policeman fireman firefighter athlete "
+    "dancer singer musician guitarist drummer painter artist couple family crowd mother father "
+    "son daughter sister brother grandma grandpa elder teenager adult toddler infant bride groom "
+    "businessman businesswoman someone everyone anyone hand hands face figure".split())
+
+LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
+DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
+
+DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
+TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
+
+
+@dataclass(frozen=True)
+class Concept:
+    text: str  # as written in the prompt
+    words: tuple[str, ...]  # content words, style markers removed
+    is_style: bool  # "Minecraft style", "in the style of ..."
+
+    @property
+    def head(self) -> str:
+        return self.words[-1]
+
+
+def concepts_of(segments) -> list[Concept]:
+    """Concepts from the segmenter's topics: style markers removed, framing-only topics kept (they
+    can still be matched when specific, e.g. "sketch"), colours-only topics dropped."""
+    out: list[Concept] = []
+    seen: set[tuple[str, ...]] = set()
+    after_style = False  # "in the style of Van Gogh": the topic after a lone "style" is a style
+    for seg in segments:
+        words = tuple(w for w in content_words(seg.text) if w not in STYLE_MARKERS)
+        is_style = after_style or any(w in STYLE_MARKERS for w in lexer_words(seg.text))
+        after_style = not words and any(w in STYLE_MARKERS for w in lexer_words(seg.text))
+        if not words or set(words) <= COLOURS or words in seen:
+            continue
+        seen.add(words)
+        out.append(Concept(seg.text, words, is_style))
+    return out
+
+
+@dataclass
+class PromptContext:
+    """What the whole prompt contains, for the "brings nothing the prompt lacks" rule."""
+    words: frozenset[str]
+    person: bool
+    woman: bool
+    man: bool
+    explicit: bool
+    suggestive: bool
+    any_character: bool = False  # the characters policy "all": characters count like any adapter
+
+    @classmethod
+    def of(cls, prompt: str, characters: str = "named") -> "PromptContext":
+        words = frozenset(lexer_words(prompt))
+        explicit, suggestive = prompt_asks_for(prompt)
+        return cls(words=words, person=bool(words & PROMPT_PERSON), woman=bool(words & WOMAN_WORDS),
+                   man=bool(words & MAN_WORDS), explicit=explicit, suggestive=suggestive or explicit,
+                   any_character=characters == "all")
+
+
+def foreign(brings: list[str] | tuple[str, ...], ctx: PromptContext, named: bool = False) -> list[str]:
+    """What an adapter brings that the prompt does not ask for. ``named``: the prompt names the
+    adapter's own character/franchise (then the character and the person it is are asked for)."""
+    out = []
+    for b in brings:
+        if named and b in ("person", "woman", "man", "character", "franchise"):
+            continue  # a prompt that names the character asks for that person
+        if b == "person" and not ctx.person:
+            out.append("a person")
+        elif b == "woman" and not ctx.woman:
+            out.append("a woman or girl")
+        elif b == "man" and not (ctx.man or ctx.woman is False and ctx.person):
+            out.append("a man or boy")
+        elif b in ("character", "franchise") and not (named or ctx.any_character):
+            out.append("a character the prompt does not name" if b == "character" else "a franchise")
+        elif b == "sexual" and not ctx.explicit:
+            out.append("sexual content")
+        elif b == "suggestive" and not ctx.suggestive:
+            out.append("suggestive content")
+        elif b == "slider" and not ctx.words & {"slider", "detail", "detailed", "contrast", "saturation",
+                                                "brightness", "lighting", "light"}:
+            out.append("a slider effect")
+    return out
+
+
+@dataclass
+class ConceptMatch:
+    position: int  # card position in the index
+    lexical: float
+    dense: float
+    score: float
+    matched: tuple[str, ...]
+    in_name: bool
+
+
+@dataclass
+class ConceptIndex:
+    """Purpose words of every indexed card, as an inverted index, plus their dense vectors."""
+    name_words: list[frozenset[str]]
+    name_phrases: list[tuple[tuple[str, ...], ...]]
+    words: list[frozenset[str]]
+    phrases: list[tuple[tuple[str, ...], ...]]
+    brings: list[tuple[str, ...]]
+    kinds: list[str]
+    idf: dict[str, float] = field(default_factory=dict)
+    postings: dict[str, np.ndarray] = field(default_factory=dict)
+    vectors: np.ndarray | None = None  # (cards, dim) unit rows, or None: lexical only
+
+    @classmethod
+    def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
+        name_words, name_phrases, words, phrases, brings, kinds = [], [], [], [], [], []
+        df: dict[str, list[int]] = {}
+        for i, f in enumerate(facts):
+            ph = tuple(tuple(content_words(c)) for c in f.concepts)
+            ws = frozenset(w for p in ph for w in p)
+            name_phrases.append(tuple(tuple(content_words(c)) for c in f.name_concepts))
+            name_words.append(frozenset(w for p in name_phrases[-1] for w in p))
+            words.append(ws | name_words[-1])
+            phrases.append(ph)
+            brings.append(tuple(f.brings))
+            kinds.append(f.kind)
+            for w in words[-1]:
+                df.setdefault(w, []).append(i)
+        n = max(len(facts), 1)
+        idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
+        postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
+        return cls(name_words, name_phrases, words, phrases, brings, kinds, idf, postings, vectors)
+
+    def word_idf(self, word: str) -> float:
+        return self.idf.get(word, math.log(len(self.words) + 1) + 1.0)
+
+    def information(self, concept: Concept) -> float:
+        return sum(self.word_idf(w) for w in set(concept.words))
+
+    def lexical(self, concept: Concept, allowed: np.ndarray | None = None) -> dict[int, tuple[float, tuple[str, ...], bool]]:
+        """card position -> (cover 0..1, matched words, head word in the name) for cards that hold
+        the concept's head word."""
+        words = set(concept.words)
+        total = sum(self.word_idf(w) for w in words)
+        heads = self.postings.get(concept.head)
+        if heads is None or total <= 0:
+            return {}
+        out = {}
+        for i in heads.tolist():
+            if allowed is not None and not allowed[i]:
+                continue
+            have, name = self.words[i], self.name_words[i]
+            got = 0.0
+            matched = []
+            for w in words:
+                if w in name:
+                    got += self.word_idf(w)
+                    matched.append(w)
+                elif w in have:
+                    got += TAG_FACTOR * self.word_idf(w)
+                    matched.append(w)
+            out[i] = (got / total, tuple(sorted(matched)), concept.head in name)
+        return out
+
+    def extra_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
+        """Real words of the adapter's name that the prompt lacks: of the name piece holding the
+        concept's head ("Death" in "Death Knight"), or of the whole name when only its tags match
+        ("Pixel Sorting" tagged "abstract painting"). Made-up tokens and kind words do not count."""
+        pieces = [p for p in self.name_phrases[i] if concept.head in p] or list(self.name_phrases[i])
+        return sorted({w for p in pieces for w in p
+                       if len(w) >= 3 and w not in prompt_words and w not in KIND_WORDS and w not in LABELS
+                       and w not in STYLE_MARKERS and _real_word(w)})
+
+    def dense(self, concept_vectors: np.ndarray) -> np.ndarray | None:
+        """(concepts, cards) cosine matrix, or None without vectors."""
+        if self.vectors is None or not len(self.vectors):
+            return None
+        return concept_vectors @ self.vectors.T
+
+
+_SPACE = re.compile(r"\s+")
+NAME_WORD_ZIPF = 3.5  # words more frequent than this in English name things, not someone
+
+
+def _common_zipf(word: str) -> float:
+    """How common ``word`` is in English (wordfreq's Zipf scale: "the" 7.7, "castle" 4.5)."""
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:  # pragma: no cover
+        return 0.0
+    return zipf_frequency(word, "en")
+
+
+def _common_word(word: str) -> bool:
+    return _common_zipf(word) >= NAME_WORD_ZIPF
+
+
+def concept_text(concept: Concept) -> str:
+    """What is embedded for a concept: its words as written, without style markers."""
+    return _SPACE.sub(" ", " ".join(concept.words))
+
+
+@dataclass
+class ConceptHit:
+    """How one adapter relates to one concept of the prompt, and whether it fits it."""
+    position: int  # card position in the index
+    concept: int  # index into the prompt's concepts
+    lexical: float  # share of the concept's information its purpose holds (0..1)
+    dense: float  # cosine of concept text and card text
+    score: float
+    matched: tuple[str, ...]
+    fits: bool
+    why: str  # what it covers, or why it does not fit
+
+
+def _is_medium_or_style(concept: Concept) -> bool:
+    from components.refiner.purpose import MEDIUM_WORDS
+    return concept.is_style or bool(set(concept.words) & MEDIUM_WORDS)
+
+
+SUB_CONCEPT_ZIPF = 4.5  # a rarer word of a compound ("corgi" in "corgi astronaut") is a concept too
+
+
+def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
+    """(index of the prompt concept, concept to match): every concept, and the rarer non-head
+    words of compounds ("corgi astronaut" -> "corgi"), which an adapter may render on their own."""
+    out = [(k, c) for k, c in enumerate(concepts)]
+    for k, c in enumerate(concepts):
+        if len(lexer_words(c.text)) != len(c.words):
+            continue  # "statue of liberty", "field of flowers": a phrase, not a compound
+        for w in c.words[:-1]:
+            if w not in COLOURS and len(w) >= 3 and _common_zipf(w) < SUB_CONCEPT_ZIPF:
+                out.append((k, Concept(w, (w,), c.is_style)))
+    return out
+
+
+def match_concepts(index: ConceptIndex, concepts: list[tuple[int, Concept]], ctx: PromptContext,
+                   dense: np.ndarray | None, allowed: np.ndarray | None) -> list[ConceptHit]:
+    """Every (concept, adapter) pair with evidence: adapters holding the concept's head word in
+    their purpose, and adapters whose card text is very close to the concept (dense alone).
+    ``concepts`` as ``expand`` gives them; ``dense`` has one row per entry."""
+    hits: list[ConceptHit] = []
+    for row_n, (k, con) in enumerate(concepts):
+        framing = set(con.words) <= FRAMING_ONLY
+        extra_limit = MAX_EXTRA_NAME_WORDS if _is_medium_or_style(con) else 0
+        row = dense[row_n] if dense is not None else None
+        lexical = index.lexical(con, allowed)
+        for i, (cover, matched, in_name) in lexical.items():
+            d = float(row[i]) if row is not None else DENSE_CONFIRM
+            hits.append(_judge(index, con, k, i, cover, d, matched, in_name, ctx, framing, extra_limit))
+        if row is not None and len(row):
+            pool = np.argpartition(-row, min(20, len(row) - 1))[:20]
+            for i in pool.tolist():
+                if i in lexical or row[i] < DENSE_ALONE or (allowed is not None and not allowed[i]):
+                    continue
+                hits.append(_judge(index, con, k, i, 0.0, float(row[i]), (), False, ctx, framing, extra_limit))
+    return hits
+
+
+def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: float,
+           matched: tuple[str, ...], in_name: bool, ctx: PromptContext, framing: bool,
+           extra_limit: int) -> ConceptHit:
+    # a character or franchise adapter counts as named when the concept matched a rare word of its
+    # name ("gundam", "asuna"), not a common one ("castle" in "Castle Girl")
+    named = any(b in ("character", "franchise") for b in index.brings[i]) and any(
+        not _common_word(w) for w in set(matched) & index.name_words[i])
+    brought = foreign(index.brings[i], ctx, named=named)
+    extra = index.extra_words(i, con, ctx.words)
+    score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d, 4)
+    if brought:
+        why = f"brings {', '.join(brought)}"
+    elif framing:
+        why = f"{con.text!r} only says how the image is framed; too general to pick an adapter for"
+    elif (len(extra) > extra_limit or (extra and not in_name and matched)) and not (
+            ctx.any_character and "character" in index.brings[i]):  # a character's name is no extra
+        why = f"about {' '.join(extra)} as well: narrower than or beside {con.text!r}"
+    elif matched and cover < LEXICAL_FIT:
+        why = f"covers only {', '.join(matched)} of {con.text!r}"
+    elif matched and d < DENSE_CONFIRM:
+        why = f"shares {', '.join(matched)} but its card is about something else (similarity {d:.2f})"
+    else:
+        what = f"its purpose covers {', '.join(matched)}" if matched else f"its card is close to it ({d:.2f})"
+        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, True,
+                          f"fits {con.text!r}: {what}")
+    return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False, why)

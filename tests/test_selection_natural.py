@@ -1,0 +1,109 @@
+"""Selection by concept on natural prompts: the real retriever (MiniLM + chromadb) and composer on a
+small hand-made catalog of real-shaped cards. Behaviour only: which adapters are picked, and why."""
+from __future__ import annotations
+
+import pytest
+
+from catalog.card import Curation
+from catalog.store import CatalogStore
+from components.composer import ComposeOptions, compose
+from components.retriever import Retriever
+from tests.retrieval_helpers import card
+
+
+def natural_catalog():
+    girl = ["1girl, solo, long hair, smile, looking at viewer", "1girl, standing, dress, outdoors"]
+    return [
+        card("civitai-101", "Studio Ghibli Style LoRA", model_id=101,
+             tags=["anime", "landscapes", "studio ghibli", "ghibli", "style"], triggers=["ghibli style"],
+             prompts=["ghibli style, a village by the sea, summer clouds", "ghibli style, forest path, sunlight"]),
+        card("civitai-102", "Looks like vagina", model_id=102, tags=["concept", "flower"],
+             triggers=["looks like"], prompts=["flower that looks like a castle"]),
+        card("civitai-103", "smoke_looks_like", model_id=103, tags=["concept", "smoke"],
+             triggers=["smoke looks like"], prompts=["smoke that looks like a dragon, castle"]),
+        card("civitai-104", "Saturation Slider", model_id=104, tags=["tool", "slider"],
+             prompts=["a castle, vivid colors", "a castle that looks like a painting"]),
+        card("civitai-105", "Castle Girl | Original Character", model_id=105,
+             tags=["character", "girl", "castle"], triggers=["castle girl"], prompts=girl),
+        card("civitai-106", "Watercolor Wash", model_id=106, tags=["style", "watercolor"],
+             triggers=["watercolor"], prompts=["watercolor, a fox in a meadow", "watercolor, lighthouse"]),
+        card("civitai-107", "MG_CORGI (animal)", model_id=107, tags=["animal", "dog", "corgi"], triggers=["corgi"],
+             prompts=["a corgi sitting on grass", "corgi puppy, studio photo"]),
+        card("civitai-108", "Moon Girl", model_id=108, tags=["girl", "moon", "woman"], prompts=girl),
+        card("civitai-109", "Shower", model_id=109, tags=["nude", "nudity", "shower"],
+             prompts=["1girl, shower, wet hair"]),
+        card("civitai-110", "Rainy Street", model_id=110, tags=["background", "rain", "city"],
+             triggers=["rainy street"], prompts=["rainy street at night, neon signs, reflections"]),
+    ]
+
+
+@pytest.fixture
+def retriever(tmp_path, minilm):
+    from catalog.settings import Settings
+    settings = Settings(home=tmp_path / "stylus", catalog_dir=tmp_path / "catalog")
+    store = CatalogStore(settings.catalog_dir)
+    for c in natural_catalog():
+        store.upsert(c)
+    r = Retriever(settings, store, embedder=minilm)
+    yield r
+    store.close()
+
+
+def select(retriever, prompt: str) -> tuple[list[str], object, object]:
+    res = retriever.retrieve(prompt, top_k=150)
+    comp = compose(prompt, res.candidates, ComposeOptions())
+    return comp.adapter_ids(), comp, res
+
+
+def test_ghibli_style_is_picked_for_a_castle_that_looks_like_studio_ghibli(retriever):
+    ids, comp, res = select(retriever, "A castle that looks like Studio Ghibli")
+    assert ids == ["civitai-101"]
+    topic = comp.topics[0]
+    assert topic.keywords == ["Studio Ghibli"] and "studio" in topic.adapters[0].reason.lower()
+    # the retriever ranks it first; "looks like" is no evidence for anything
+    assert res.candidates[0].id == "civitai-101"
+    for cand in res.candidates:
+        assert "looks like" not in [t for terms in cand.evidence.values() for t in terms]
+    # the castle concept gets no adapter (the castle adapters bring a girl or a slider), and says why
+    assert "castle" in comp.unassigned and "castle" in comp.scores["unassigned"]
+
+
+def test_no_pick_when_the_only_word_matches_are_character_or_girl_adapters(retriever):
+    ids, comp, _ = select(retriever, "a castle on a hill under the moon")
+    assert ids == []
+    why = comp.scores["unassigned"]
+    assert set(why) >= {"castle", "moon"}
+    assert "woman" in why["moon"] or "character" in why["castle"] or "person" in why["castle"]
+
+
+def test_an_explicit_adapter_is_never_selected_for_a_harmless_prompt(retriever):
+    res = retriever.retrieve("a cozy ramen stall at night in the rain, neon signs", top_k=150)
+    assert "civitai-109" not in [c.id for c in res.candidates]  # tagged nude: screened out
+    ids = compose("a cozy ramen stall at night in the rain, neon signs", res.candidates).adapter_ids()
+    assert "civitai-109" not in ids
+
+
+def test_two_concepts_each_get_their_adapter(retriever):
+    ids, comp, _ = select(retriever, "a corgi astronaut on the moon, watercolor")
+    assert set(ids) == {"civitai-107", "civitai-106"}
+    assert "civitai-108" not in ids  # "moon" matches a girl adapter: foreign to this prompt
+
+
+def test_a_curator_rating_and_purpose_change_selection(retriever):
+    store = retriever.store
+    store.edit("civitai-106", rating="explicit")
+    retriever.refresh()
+    ids, _, _ = select(retriever, "a corgi on the moon, watercolor")
+    assert "civitai-106" not in ids and "civitai-107" in ids
+    store.edit("civitai-106", rating="sfw")
+    store.edit("civitai-107", purpose={"concepts": ["corgi"], "kind": "subject", "brings": ["woman"]})
+    retriever.refresh()
+    ids, _, _ = select(retriever, "a corgi on the moon, watercolor")
+    assert ids == ["civitai-106"]
+    assert isinstance(store.get("civitai-107").curation, Curation)
+
+
+def test_tag_style_prompts_keep_the_whole_prompt_ranking(retriever):
+    res = retriever.retrieve("masterpiece, best quality, watercolor, a fox in a meadow", top_k=5)
+    assert res.candidates[0].id == "civitai-106"
+    assert res.candidates[0].concepts is None  # no concept weighing for tag-style prompts
