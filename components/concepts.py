@@ -51,6 +51,8 @@ LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
 
 DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
+DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
+DENSE_POOL = 40  # nearest cards per concept considered without shared words
 TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
 
 
@@ -148,7 +150,11 @@ class ConceptIndex:
     kinds: list[str]
     idf: dict[str, float] = field(default_factory=dict)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
-    vectors: np.ndarray | None = None  # (cards, dim) unit rows, or None: lexical only
+    vectors: np.ndarray | None = None  # (dim, cards), unit columns (transposed once), or None: lexical only
+
+    def set_vectors(self, rows: np.ndarray) -> None:
+        """Card vectors as ``(cards, dim)`` rows; kept transposed and contiguous (one fast matmul)."""
+        self.vectors = np.ascontiguousarray(np.asarray(rows, dtype=np.float32).T)
 
     @classmethod
     def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
@@ -168,7 +174,10 @@ class ConceptIndex:
         n = max(len(facts), 1)
         idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
         postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
-        return cls(name_words, name_phrases, words, phrases, brings, kinds, idf, postings, vectors)
+        index = cls(name_words, name_phrases, words, phrases, brings, kinds, idf, postings)
+        if vectors is not None:
+            index.set_vectors(vectors)
+        return index
 
     def word_idf(self, word: str) -> float:
         return self.idf.get(word, math.log(len(self.words) + 1) + 1.0)
@@ -214,7 +223,7 @@ class ConceptIndex:
         """(concepts, cards) cosine matrix, or None without vectors."""
         if self.vectors is None or not len(self.vectors):
             return None
-        return concept_vectors @ self.vectors.T
+        return np.asarray(concept_vectors, dtype=np.float32) @ self.vectors
 
 
 _SPACE = re.compile(r"\s+")
@@ -250,6 +259,7 @@ class ConceptHit:
     matched: tuple[str, ...]
     fits: bool
     why: str  # what it covers, or why it does not fit
+    brings_foreign: bool = False  # it brings something the prompt lacks (never ranked up)
 
 
 def _is_medium_or_style(concept: Concept) -> bool:
@@ -285,12 +295,16 @@ def match_concepts(index: ConceptIndex, concepts: list[tuple[int, Concept]], ctx
         row = dense[row_n] if dense is not None else None
         lexical = index.lexical(con, allowed)
         for i, (cover, matched, in_name) in lexical.items():
-            d = float(row[i]) if row is not None else DENSE_CONFIRM
+            if row is not None:
+                d = float(row[i])
+            else:  # no vectors (the vector store is down): only a name that holds the whole concept
+                d = DENSE_CONFIRM if in_name and cover >= 0.999 else 0.0
             hits.append(_judge(index, con, k, i, cover, d, matched, in_name, ctx, framing, extra_limit))
         if row is not None and len(row):
-            pool = np.argpartition(-row, min(20, len(row) - 1))[:20]
+            size = min(DENSE_POOL, len(row))
+            pool = np.argpartition(-row, size - 1)[:size]
             for i in pool.tolist():
-                if i in lexical or row[i] < DENSE_ALONE or (allowed is not None and not allowed[i]):
+                if i in lexical or row[i] < DENSE_RELATED or (allowed is not None and not allowed[i]):
                     continue
                 hits.append(_judge(index, con, k, i, 0.0, float(row[i]), (), False, ctx, framing, extra_limit))
     return hits
@@ -307,12 +321,15 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
     extra = index.extra_words(i, con, ctx.words)
     score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d, 4)
     if brought:
-        why = f"brings {', '.join(brought)}"
-    elif framing:
+        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,
+                          f"brings {', '.join(brought)}", brings_foreign=True)
+    if framing:
         why = f"{con.text!r} only says how the image is framed; too general to pick an adapter for"
     elif (len(extra) > extra_limit or (extra and not in_name and matched)) and not (
             ctx.any_character and "character" in index.brings[i]):  # a character's name is no extra
         why = f"about {' '.join(extra)} as well: narrower than or beside {con.text!r}"
+    elif not matched and d < DENSE_ALONE:
+        why = f"close to {con.text!r} ({d:.2f}) but shares no word of it"
     elif matched and cover < LEXICAL_FIT:
         why = f"covers only {', '.join(matched)} of {con.text!r}"
     elif matched and d < DENSE_CONFIRM:

@@ -53,14 +53,19 @@ def test_unknown_ids_duplicates_foreign_keywords_and_unnamed_characters_dropped(
 
 
 def test_character_policy_reaches_the_prompt_and_the_validation(server):
+    with_girl = "a girl with a small dog, wearing a knitted hat in a park"
     server.queue(answer((["small dog"], ["dog"]), (["knitted hat"], ["miku"])))
-    comp = compose(PROMPT, candidates(), options(server, characters="all"), composer="llm")
+    comp = compose(with_girl, candidates(), options(server, characters="all"), composer="llm")
     assert comp.adapter_ids() == ["dog", "miku"]  # allowed: the user asked for all characters
     assert "even if it does not name them" in server.requests[0]["messages"][0]["content"]
+    # ... but not into a prompt about a dog: a character brings a person the prompt lacks
     server.queue(answer((["small dog"], ["dog"]), (["knitted hat"], ["miku"])))
-    comp = compose(PROMPT, candidates(), options(server, characters="none"), composer="llm")
+    comp = compose(PROMPT, candidates(), options(server, characters="all"), composer="llm")
+    assert comp.adapter_ids() == ["dog"] and "'miku': it brings a person" in " ".join(comp.notices)
+    server.queue(answer((["small dog"], ["dog"]), (["knitted hat"], ["miku"])))
+    comp = compose(with_girl, candidates(), options(server, characters="none"), composer="llm")
     assert comp.adapter_ids() == ["dog"] and "turned off" in " ".join(comp.notices)
-    assert "Never choose a character" in server.requests[1]["messages"][0]["content"]
+    assert "Never choose a character" in server.requests[2]["messages"][0]["content"]
 
 
 def test_malformed_json_falls_back_to_offline(server):
