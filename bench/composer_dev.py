@@ -40,7 +40,7 @@ CATALOG_FILE = DATA / "civitai-loras-2023-07.jsonl.gz"
 DEV_FILE = DATA / "lora-queries-dev.jsonl.gz"
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "stylus-composer-bench"
 TOP_K = 150
-CACHE_VERSION = 4  # bump when the retriever's ranking changes in a way the catalog state misses
+CACHE_VERSION = 5  # 5: candidates carry their concept rows (selection by concept). Bump when the retriever's ranking changes in a way the catalog state misses
 
 
 def log(message: str) -> None:
@@ -76,7 +76,7 @@ def load_queries(limit: int | None) -> list[dict]:
 class Retrieved:
     """One query's candidates without the cards (they come back from the store)."""
     query: dict
-    rows: list[tuple[str, float, dict[str, list[str]]]]  # card id, score, evidence
+    rows: list[tuple]  # card id, score, evidence, concept rows (None: not weighed)
 
 
 def retrieve_all(store: CatalogStore, retriever, queries: list[dict], work: Path,
@@ -91,7 +91,7 @@ def retrieve_all(store: CatalogStore, retriever, queries: list[dict], work: Path
     out, t0 = [], time.perf_counter()
     for n, q in enumerate(queries, 1):
         result = retriever.retrieve(q["query"], top_k=TOP_K, filters=filters)
-        out.append(Retrieved(q, [(c.id, c.score, c.evidence) for c in result.candidates]))
+        out.append(Retrieved(q, [(c.id, c.score, c.evidence, c.concepts) for c in result.candidates]))
         if n % 500 == 0:
             log(f"  retrieved {n}/{len(queries)} ({time.perf_counter() - t0:.0f} s)")
     tmp = path.with_suffix(".tmp")
@@ -102,8 +102,9 @@ def retrieve_all(store: CatalogStore, retriever, queries: list[dict], work: Path
 
 
 def candidates_of(r: Retrieved, cards: dict[str, AdapterCard]) -> list[Candidate]:
-    return [Candidate(card=cards[i], score=s, rank=k + 1, evidence=ev)
-            for k, (i, s, ev) in enumerate(r.rows) if i in cards]
+    return [Candidate(card=cards[row[0]], score=row[1], rank=k + 1, evidence=row[2],
+                      concepts=row[3] if len(row) > 3 else None)
+            for k, row in enumerate(r.rows) if row[0] in cards]
 
 
 @dataclass

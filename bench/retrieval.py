@@ -164,6 +164,8 @@ def main() -> int:
     rows = [
         ("stylus hybrid (default filters)", model_ranks(retriever, queries, default, Fusion())),
         ("stylus hybrid (all characters)", model_ranks(retriever, queries, everyone, Fusion())),
+        ("whole-prompt signals only, no concepts (all characters)",
+         model_ranks(retriever, queries, everyone, Fusion.whole_prompt())),
         ("BM25 only (all characters)", model_ranks(retriever, queries, everyone, Fusion.lexical_only())),
         ("dense MiniLM only (all characters)", model_ranks(retriever, queries, everyone, Fusion.dense_only())),
         ("random", random_ranks(retriever, queries)),

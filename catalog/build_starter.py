@@ -54,15 +54,21 @@ def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200,
 
 
 def select_cards(store: CatalogStore, n: int) -> list[AdapterCard]:
-    """Newest SD 1.5 version of each SFW model, the ``n`` models with the most downloads."""
+    """Newest SD 1.5 version of each SFW model, the ``n`` models with the most downloads. SFW by
+    all the evidence (catalog/safety.py), read before the example prompts are stripped: a model
+    with any explicit version is left out."""
     newest: dict[int, AdapterCard] = {}
+    explicit: set[int] = set()
     for card in store.iter_cards("base_model='SD 1.5' AND nsfw=0 AND real_person=0 AND source='civitai'"):
         if card.civitai_model_id is None or not card.files:
+            continue
+        if card.effective_rating() == "explicit":
+            explicit.add(card.civitai_model_id)
             continue
         have = newest.get(card.civitai_model_id)
         if have is None or _age_key(card) > _age_key(have):
             newest[card.civitai_model_id] = card
-    ranked = sorted(newest.values(), key=lambda c: (-int(c.extra.get("model_download_count") or 0),
+    ranked = sorted((c for m, c in newest.items() if m not in explicit), key=lambda c: (-int(c.extra.get("model_download_count") or 0),
                                                     c.civitai_model_id))
     return ranked[:n]
 

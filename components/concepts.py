@@ -73,15 +73,24 @@ def concepts_of(segments) -> list[Concept]:
     out: list[Concept] = []
     seen: set[tuple[str, ...]] = set()
     after_style = False  # "in the style of Van Gogh": the topic after a lone "style" is a style
-    for seg in segments:
-        words = tuple(w for w in content_words(seg.text) if w not in STYLE_MARKERS)
-        is_style = after_style or any(w in STYLE_MARKERS for w in lexer_words(seg.text))
-        after_style = not words and any(w in STYLE_MARKERS for w in lexer_words(seg.text))
+    for text in (piece for seg in segments for piece in _split_style(seg.text)):
+        words = tuple(w for w in content_words(text) if w not in STYLE_MARKERS)
+        is_style = after_style or any(w in STYLE_MARKERS for w in lexer_words(text))
+        after_style = not words and any(w in STYLE_MARKERS for w in lexer_words(text))
         if not words or set(words) <= COLOURS or words in seen:
             continue
         seen.add(words)
-        out.append(Concept(seg.text, words, is_style))
+        out.append(Concept(text, words, is_style))
     return out
+
+
+_IN_STYLE = re.compile(r"^(.+?)\s+(?:in|with)\s+(?:(?:the|a|an)\s+)?(.+?\s+(?:style|art|aesthetic))$", re.I)
+
+
+def _split_style(text: str) -> list[str]:
+    """"field in Minecraft style" -> "field", "Minecraft style": a subject and the style it is in."""
+    m = _IN_STYLE.match(text.strip())
+    return [m.group(1), m.group(2)] if m else [text]
 
 
 @dataclass
@@ -275,8 +284,10 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
     words of compounds ("corgi astronaut" -> "corgi"), which an adapter may render on their own."""
     out = [(k, c) for k, c in enumerate(concepts)]
     for k, c in enumerate(concepts):
-        if len(lexer_words(c.text)) != len(c.words):
-            continue  # "statue of liberty", "field of flowers": a phrase, not a compound
+        if "of" in lexer_words(c.text):
+            continue  # "statue of liberty", "field of flowers": one thing, not a compound
+        if len(c.words) >= 3:  # "surrealist dream-like oil painting" -> "oil painting"
+            out.append((k, Concept(" ".join(c.words[-2:]), c.words[-2:], c.is_style)))
         for w in c.words[:-1]:
             if w not in COLOURS and len(w) >= 3 and _common_zipf(w) < SUB_CONCEPT_ZIPF:
                 out.append((k, Concept(w, (w,), c.is_style)))

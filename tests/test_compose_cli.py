@@ -24,7 +24,7 @@ def test_queries_file_writes_one_line_per_query_in_order(fake_retrieval, tmp_pat
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["query"] for x in lines] == ["a small dog in a knitted hat", "masterpiece, 8k"]
     first = lines[0]
-    assert set(first) == {"query", "topics", "unassigned", "retrieved"}
+    assert set(first) == {"query", "topics", "unassigned", "unassigned_why", "retrieved"}
     adapter = first["topics"][0]["adapters"][0]
     assert set(adapter) == {"id", "civitai_model_id", "weight", "reason"} and adapter["weight"] == 0.7
     assert first["retrieved"][0] == {"id": "dog", "civitai_model_id": adapter["civitai_model_id"]}

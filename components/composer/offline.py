@@ -291,8 +291,6 @@ class OfflineComposer:
                 why_none[c] = "no adapter fits it; nearest: " + "; ".join(rejected[c])
             else:
                 why_none[c] = "no adapter of the catalog is about it"
-        for c, why in why_none.items():
-            notices.append(f"no adapter for {c!r}: {why}")
         ordered = [topics[c] for c in concepts if c in topics]
         return Composition(prompt=prompt, topics=ordered, unassigned=unassigned, composer=self.name,
                            seconds=time.perf_counter() - t0, notices=notices,

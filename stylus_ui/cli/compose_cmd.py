@@ -35,6 +35,7 @@ def record(query: str, comp, retrieval) -> dict:
                                       "weight": a.weight, "reason": a.reason} for a in t.adapters]}
                        for t in comp.topics],
             "unassigned": comp.unassigned,
+            "unassigned_why": dict((comp.scores or {}).get("unassigned", {})),
             "retrieved": [{"id": c.id, "civitai_model_id": c.card.civitai_model_id}
                           for c in retrieval.candidates]}
 
@@ -73,8 +74,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"- {' + '.join(t.keywords)}")
         for a in t.adapters:
             print(f"    {a.name} [{a.card_id}] weight {a.weight:g}: {a.reason}")
-    if comp.unassigned:
-        print(f"no adapter: {', '.join(comp.unassigned)}")
+    why = (comp.scores or {}).get("unassigned", {})
+    for keyword in comp.unassigned:
+        print(f"no adapter for {keyword!r}" + (f": {why[keyword]}" if why.get(keyword) else ""))
     for notice in comp.notices:
         print(f"note: {notice}")
     return 0

@@ -59,12 +59,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"query": result.query, "seconds": round(result.seconds, 4), "notices": result.notices,
                     "adapters": [candidate_record(c) | {"name": c.card.name, "evidence": c.evidence,
-                                                        "signals": c.scores} for c in result.candidates]})
+                                                        "concepts": c.concepts, "signals": c.scores}
+                                 for c in result.candidates]})
         return 0
     for notice in result.notices:
         print(f"notice: {notice}", file=sys.stderr)
     for c in result.candidates:
-        why = "; ".join(f"{field}: {', '.join(terms[:4])}" for field, terms in c.evidence.items())
+        why = (c.concepts[0]["why"] if c.concepts else
+               "; ".join(f"{field}: {', '.join(terms[:4])}" for field, terms in c.evidence.items()))
         print(f"{c.rank:4d} {c.score:6.3f}  {c.id:24} {c.card.name[:48]:48}  {why[:80]}")
     print(f"({len(result.candidates)} adapters in {result.seconds * 1000:.0f} ms)", file=sys.stderr)
     return 0

@@ -240,8 +240,10 @@ def on_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, 
 
 def mapping_note(comp) -> str:
     parts = [f"Composer `{render.esc(comp.composer)}` in {comp.seconds:.2f} s."]
+    why = (comp.scores or {}).get("unassigned", {})
     if comp.unassigned:
-        parts.append("No adapter for: " + ", ".join(render.esc(k) for k in comp.unassigned) + ".")
+        parts.append("No adapter for: " + "; ".join(
+            render.esc(k) + (f" ({render.esc(why[k])})" if why.get(k) else "") for k in comp.unassigned) + ".")
     parts += [render.esc(n) for n in comp.notices]
     return " ".join(parts)
 

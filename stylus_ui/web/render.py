@@ -44,13 +44,20 @@ def candidate_dict(candidate) -> dict[str, Any]:
         "trigger_words": list(card.effective_trigger_words())[:MAX_TAGS],
         "weight": round(card.effective_weight(), 3), "score": round(float(candidate.score), 4),
         "rank": candidate.rank, "evidence": {k: list(v)[:6] for k, v in (candidate.evidence or {}).items()},
+        # per prompt concept: does its purpose fit it, and why (sentences; None for tag-style prompts)
+        "concepts": [{"concept": r["concept"], "fits": bool(r["fits"]), "why": r["why"]}
+                     for r in (candidate.concepts or [])[:3]],
         "base_model": card.base_model, "preview": preview_url(card),
         "description": card.effective_description()[:MAX_DESCRIPTION_CHARS],
     }
 
 
-def why_matched(evidence: dict[str, list[str]]) -> str:
-    parts = [f"{field}: {', '.join(terms)}" for field, terms in evidence.items() if terms]
+def why_matched(evidence: dict[str, list[str]], concepts: list[dict[str, Any]] | None = None) -> str:
+    """Why a candidate was retrieved: the prompt concept its purpose fits (or why it does not),
+    else the prompt words found in its fields. Function words are never evidence."""
+    if concepts:
+        return concepts[0]["why"]
+    parts = [f"{field}: {', '.join(terms)}" for field, terms in evidence.items() if terms and field != "concepts"]
     return "; ".join(parts) or "semantic similarity"
 
 
@@ -67,7 +74,7 @@ def card_item_html(c: dict[str, Any]) -> str:
         f' · score {esc(c["score"])}</div>'
         f'<div class="stylus-card-tags">{_chips(c.get("tags", []), "tag")}</div>'
         + (f'<div class="stylus-card-tags">triggers: {triggers}</div>' if triggers else "")
-        + f'<div class="stylus-card-why">why: {esc(why_matched(c.get("evidence", {})))}</div>'
+        + f'<div class="stylus-card-why">why: {esc(why_matched(c.get("evidence", {}), c.get("concepts")))}</div>'
         f'</div></div>')
 
 
@@ -131,6 +138,8 @@ def composition_dict(composition) -> dict[str, Any]:
                                   "lora_name": a.lora_name} for a in t.adapters]}
                    for t in composition.topics],
         "unassigned": list(composition.unassigned), "notices": list(composition.notices),
+        # keyword -> why no adapter was picked for it (composition by concept)
+        "unassigned_why": dict((composition.scores or {}).get("unassigned", {})),
         "seconds": round(composition.seconds, 4),
     }
 
