@@ -164,6 +164,8 @@ def main() -> int:
     rows = [
         ("stylus hybrid (default filters)", model_ranks(retriever, queries, default, Fusion())),
         ("stylus hybrid (all characters)", model_ranks(retriever, queries, everyone, Fusion())),
+        ("stylus hybrid (all characters, no content filter)",
+         model_ranks(retriever, queries, replace(everyone, allow_nsfw=True), Fusion())),
         ("whole-prompt signals only, no concepts (all characters)",
          model_ranks(retriever, queries, everyone, Fusion.whole_prompt())),
         ("BM25 only (all characters)", model_ranks(retriever, queries, everyone, Fusion.lexical_only())),

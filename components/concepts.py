@@ -36,7 +36,7 @@ FRAMING_ONLY = frozenset("portrait painting drawing photo photograph picture ima
 # name words that say what kind of adapter it is, not something extra it draws
 KIND_WORDS = frozenset("animal animals object objects clothing clothes outfit background backgrounds scenery "
                        "scene landscape photography photo painting illustration effect effects concept "
-                       "collection series pack set asset assets design element elements".split())
+                       "collection series pack set asset assets design element elements suit costume".split())
 MAX_EXTRA_NAME_WORDS = 1  # real words in the matched name piece that the prompt lacks ("Death Knight")
 # prompt words that put a person in the image (adapters that bring one are then no foreign concept)
 PROMPT_PERSON = PERSON_WORDS | frozenset(
@@ -152,6 +152,7 @@ class ConceptMatch:
 class ConceptIndex:
     """Purpose words of every indexed card, as an inverted index, plus their dense vectors."""
     name_words: list[frozenset[str]]
+    naming_words: list[frozenset[str]]
     name_phrases: list[tuple[tuple[str, ...], ...]]
     words: list[frozenset[str]]
     phrases: list[tuple[tuple[str, ...], ...]]
@@ -167,13 +168,14 @@ class ConceptIndex:
 
     @classmethod
     def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
-        name_words, name_phrases, words, phrases, brings, kinds = [], [], [], [], [], []
+        name_words, naming_words, name_phrases, words, phrases, brings, kinds = [], [], [], [], [], [], []
         df: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
             ph = tuple(tuple(content_words(c)) for c in f.concepts)
             ws = frozenset(w for p in ph for w in p)
             name_phrases.append(tuple(tuple(content_words(c)) for c in f.name_concepts))
             name_words.append(frozenset(w for p in name_phrases[-1] for w in p))
+            naming_words.append(frozenset(w for n in getattr(f, "naming_words", ()) for w in content_words(n)))
             words.append(ws | name_words[-1])
             phrases.append(ph)
             brings.append(tuple(f.brings))
@@ -183,7 +185,7 @@ class ConceptIndex:
         n = max(len(facts), 1)
         idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
         postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
-        index = cls(name_words, name_phrases, words, phrases, brings, kinds, idf, postings)
+        index = cls(name_words, naming_words, name_phrases, words, phrases, brings, kinds, idf, postings)
         if vectors is not None:
             index.set_vectors(vectors)
         return index
@@ -253,8 +255,9 @@ def _common_word(word: str) -> bool:
 
 
 def concept_text(concept: Concept) -> str:
-    """What is embedded for a concept: its words as written, without style markers."""
-    return _SPACE.sub(" ", " ".join(concept.words))
+    """What is embedded for a concept: its content words as written ("pixel art", "minecraft
+    style"); the style markers stay here (they place the text among styles), only matching drops them."""
+    return _SPACE.sub(" ", " ".join(content_words(concept.text)) or " ".join(concept.words))
 
 
 @dataclass
@@ -324,10 +327,10 @@ def match_concepts(index: ConceptIndex, concepts: list[tuple[int, Concept]], ctx
 def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: float,
            matched: tuple[str, ...], in_name: bool, ctx: PromptContext, framing: bool,
            extra_limit: int) -> ConceptHit:
-    # a character or franchise adapter counts as named when the concept matched a rare word of its
-    # name ("gundam", "asuna"), not a common one ("castle" in "Castle Girl")
-    named = any(b in ("character", "franchise") for b in index.brings[i]) and any(
-        not _common_word(w) for w in set(matched) & index.name_words[i])
+    # a character or franchise adapter counts as named when the concept holds a word that names it
+    # (the subject part of its name: "Asuna" in "Asuna | Sword Art Online", not the series; see
+    # composer/naming.py), and a rare one ("castle" in "Castle Girl" names nobody)
+    named = any(not _common_word(w) for w in set(con.words) & index.naming_words[i])
     brought = foreign(index.brings[i], ctx, named=named)
     extra = index.extra_words(i, con, ctx.words)
     score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d, 4)

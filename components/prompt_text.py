@@ -1,4 +1,12 @@
-"""Prompt text as retrieval terms: A1111 syntax stripped, words, bigrams and tag phrases.
+"""The one prompt lexer: A1111 syntax stripped, words, retrieval terms, content words.
+
+Every part that splits text into words goes through here: ``raw_words`` (lower case as
+written), ``lexer_words`` (plural and possessive removed) and ``content_words`` (without function
+words: the words that can carry evidence) for the composer, naming, concepts and purposes;
+``terms``/``prompt_terms`` (below) for the lexical indexes. The segmenter adds only structure
+(clauses, topics) on top and takes its words from ``content_words``.
+
+Prompt text as retrieval terms: A1111 syntax stripped, words, bigrams and tag phrases.
 
 Real prompts are "tag soup" (``masterpiece, (school uniform:1.2), <lora:x:0.8>``). One prompt
 becomes three kinds of terms, all lower case:
@@ -93,6 +101,11 @@ def normalize_word(word: str) -> str:
     if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is", "sses")):
         return w[:-1]
     return w
+
+
+def raw_words(text: str) -> list[str]:
+    """The words of ``text`` in lower case as written (no plural or syntax handling): names, ids."""
+    return _WORD.findall(text.lower())
 
 
 @lru_cache(maxsize=8192)

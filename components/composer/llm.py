@@ -12,10 +12,11 @@ import re
 import time
 from typing import Any
 
+from components.composer.naming import prompt_words as _prompt_words
 from components.composer.offline import OfflineComposer, brings_foreign, character_refusal, profile
 from components.refiner.purpose import purpose_of
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
-from components.composer.segment import normalize_phrase, segment
+from components.composer.segment import segment
 from components.redact import redact
 from components.types import Candidate, Composition, StylusError, Topic, TopicAdapter
 
@@ -100,7 +101,7 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
     notices: list[str] = []
     by_id = {c.id: c for c in candidates}
     prompt_low = prompt.lower()
-    prompt_words = set(normalize_phrase(prompt)) | set(re.findall(r"[^\W_]+", prompt_low))
+    prompt_words = _prompt_words(prompt)
     used: set[str] = set()
     styles = total = 0
     topics: list[Topic] = []

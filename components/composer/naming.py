@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from catalog.card import AdapterCard
-from components.composer.segment import STOPWORDS, normalize_phrase
+from components.prompt_text import STOPWORDS, normalize_phrase, raw_words
 
 # separators after which a card name usually carries the series, outfit or version
 _SUBJECT_END = re.compile(r"\s[|/\-–—:]\s|\s(?:from|of|in)\s|[|(\[{/【「（]|\s-|:\s|,")
@@ -39,7 +39,7 @@ MIN_COMPACT = 4
 def prompt_words(prompt: str) -> set[str]:
     """The prompt's words as the composer matches them: normalized, and raw lower-case tokens."""
     low = prompt.lower()
-    return set(normalize_phrase(prompt)) | {w for w in re.findall(r"[^\W_]+", low) if w not in STOPWORDS}
+    return set(normalize_phrase(prompt)) | {w for w in raw_words(low) if w not in STOPWORDS}
 
 
 def _distinctive(text: str) -> set[str]:

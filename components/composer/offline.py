@@ -244,7 +244,7 @@ class OfflineComposer:
                     continue
                 if row["fits"] and not refusal:
                     fits[row["concept"]].append((row["score"], cand, row))
-                elif len(rejected[row["concept"]]) < 3:
+                elif len(rejected[row["concept"]]) < NEAREST_SHOWN:
                     why = f"character adapter: {refusal}" if refusal and row["fits"] else row["why"]
                     rejected[row["concept"]].append(f"{cand.card.name}: {why}")
             rows.append({"id": cand.id, "name": cand.card.name, "retrieval": round(cand.score, 4),
@@ -297,6 +297,7 @@ class OfflineComposer:
                            scores={"candidates": rows, "unassigned": why_none, "by": "concept"})
 
 
+NEAREST_SHOWN = 1  # adapters named in "no adapter for X: nearest ..."
 # adapters per concept of a sentence: the best fitting one (dev: a second fitting adapter was
 # right half as often as the first); curators and users add more in the mapping
 PER_CONCEPT = 1

@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass, field
 
 from catalog.card import LOADABLE_TYPES, AdapterCard
-from components.prompt_text import is_sequence_term, phrase_key, phrases, prompt_terms, terms
+from components.prompt_text import is_sequence_term, phrase_key, phrases, prompt_terms, raw_words, terms
+from components.composer.naming import subject_words
 from components.refiner.purpose import name_concepts, purpose_of
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 6  # 6: purpose facts (concepts, name concepts, kind, brings). Bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 7  # 6: purpose facts (concepts, name concepts, kind, brings); 7: naming words. Bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -42,6 +43,7 @@ class CardFacts:
     name_concepts: list[str] = field(default_factory=list)
     kind: str = "subject"
     brings: list[str] = field(default_factory=list)
+    naming_words: list[str] = field(default_factory=list)  # words that name this character (naming.py)
 
     def to_dict(self) -> dict:
         # by hand: dataclasses.asdict deep-copies every field (half a second for 10K cards)
@@ -49,7 +51,8 @@ class CardFacts:
                 "nsfw": self.nsfw, "loadable": self.loadable, "character": self.character,
                 "name_terms": list(self.name_terms), "download_count": self.download_count,
                 "creator": self.creator, "concepts": list(self.concepts),
-                "name_concepts": list(self.name_concepts), "kind": self.kind, "brings": list(self.brings)}
+                "name_concepts": list(self.name_concepts), "kind": self.kind, "brings": list(self.brings),
+                "naming_words": list(self.naming_words)}
 
 
 @dataclass
@@ -63,7 +66,7 @@ class CardDocuments:
 
 def _name_words(card: AdapterCard) -> list[str]:
     text = " ".join([card.name, *card.effective_trigger_words()])
-    words = {w for w in re.split(r"[^\w]+|_", text.lower()) if len(w) >= 3 and not w.isdigit()}
+    words = {w for w in raw_words(text) if len(w) >= 3 and not w.isdigit()}
     return sorted(words)
 
 
@@ -88,6 +91,9 @@ def card_documents(card: AdapterCard) -> CardDocuments:
     purpose = purpose_of(card)
     facts.concepts, facts.kind, facts.brings = list(purpose.concepts), purpose.kind, list(purpose.brings)
     facts.name_concepts = name_concepts(card.name)
+    if "character" in purpose.brings or "franchise" in purpose.brings:
+        subject = subject_words(card)  # the composer's own test of "the prompt names it"
+        facts.naming_words = sorted(subject.words - subject.series)
     text = dense_text(card)
     blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(examples)], ensure_ascii=False)
     return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=examples, dense_text=text,

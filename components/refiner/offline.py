@@ -69,8 +69,7 @@ class PhraseStats:
         for card in cards:
             stats.cards += 1
             stats.df.update(set(card_phrases(card)))
-            stats.tags.cards += 1
-            stats.tags.df.update({t.strip().lower() for t in card.effective_tags()})
+            stats.tags.add(card)
         return stats
 
     tags: TagStats = field(default_factory=TagStats)

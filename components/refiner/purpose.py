@@ -88,12 +88,15 @@ class TagStats:
     cards: int = 0
     df: Counter = field(default_factory=Counter)
 
+    def add(self, card: AdapterCard) -> None:
+        self.cards += 1
+        self.df.update({t.strip().lower() for t in card.effective_tags()})
+
     @classmethod
     def from_cards(cls, cards: Iterable[AdapterCard]) -> "TagStats":
         stats = cls()
         for card in cards:
-            stats.cards += 1
-            stats.df.update({t.strip().lower() for t in card.effective_tags()})
+            stats.add(card)
         return stats
 
     def common(self, tag: str) -> bool:
