@@ -45,12 +45,15 @@ PROMPT_PERSON = PERSON_WORDS | frozenset(
     "king queen prince princess priest monk officer police policeman fireman firefighter athlete "
     "dancer singer musician guitarist drummer painter artist couple family crowd mother father "
     "son daughter sister brother grandma grandpa elder teenager adult toddler infant bride groom "
-    "businessman businesswoman someone everyone anyone hand hands face figure".split())
+    "businessman businesswoman someone everyone anyone hand hands face figure ranger hunter archer "
+    "mage sorcerer sorceress paladin cleric thief rogue assassin adventurer hero heroine villain "
+    "warrior knight viking gladiator spartan explorer traveler traveller hiker tourist".split())
 
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
 
 DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
+DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's own
 DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
 DENSE_POOL = 40  # nearest cards per concept considered without shared words
 TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
@@ -340,7 +343,9 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
     if framing:
         why = f"{con.text!r} only says how the image is framed; too general to pick an adapter for"
     elif (len(extra) > extra_limit or (extra and not in_name and matched)) and not (
-            ctx.any_character and "character" in index.brings[i]):  # a character's name is no extra
+            ctx.any_character and "character" in index.brings[i]) and d < DENSE_EXTRA:
+        # a character's name is no extra; a card very close to the concept ("Lunar Landscape" for
+        # "moon") says the other words belong to it
         why = f"about {' '.join(extra)} as well: narrower than or beside {con.text!r}"
     elif not matched and d < DENSE_ALONE:
         why = f"close to {con.text!r} ({d:.2f}) but shares no word of it"

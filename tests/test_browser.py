@@ -110,7 +110,7 @@ def test_text_to_image_select_edit_and_regenerate(app):
 
 def test_add_any_catalog_adapter_and_readable_edit_errors(app):
     page = app
-    page.locator("#txt2img-prompt textarea").fill("a knight on the moon")
+    page.locator("#txt2img-prompt textarea").fill("a corgi knight on the moon, watercolor")
     page.locator("#txt2img-select").click()
     expect(mapping_cell(page, "txt2img", 0, 1)).to_contain_text("test-")
     rows = mapping_rows(page, "txt2img").count()

@@ -147,16 +147,20 @@ def test_chroma_server_stop_degrades_to_lexical_and_recovers(tmp_path):
         settings = Settings(home=tmp_path / "home", catalog_dir=tmp_path / "catalog", chroma_mode="server",
                             chroma_port=port)
         retriever = Retriever(settings, store, embedder=HashEmbedder())
-        before = retriever.retrieve("an astronaut on the moon")
+        tags = "astronaut, moon, space"  # a tag-style prompt: the whole-prompt vector goes through chroma
+        sentence = "an astronaut on the moon"  # a sentence: its concepts meet the card vectors in memory
+        before = retriever.retrieve(tags)
         assert not before.notices and any(c.scores["dense"] > 0 for c in before.candidates)
+        by_concept = [c.id for c in retriever.retrieve(sentence).candidates]
         server.terminate()
         server.wait(timeout=20)
-        down = retriever.retrieve("an astronaut on the moon")
+        down = retriever.retrieve(tags)
         assert [c.id for c in down.candidates][:2] == [c.id for c in before.candidates][:2]
         assert all(c.scores["dense"] == 0 for c in down.candidates)
         assert any("chroma server" in n and "lexical" in n for n in down.notices), down.notices
+        assert [c.id for c in retriever.retrieve(sentence).candidates] == by_concept  # read once, kept
         server = start_chroma(tmp_path / "chroma", port)
-        again = retriever.retrieve("an astronaut on the moon")
+        again = retriever.retrieve(tags)
         assert not again.notices and any(c.scores["dense"] > 0 for c in again.candidates)
     finally:
         server.terminate()

@@ -1,7 +1,7 @@
 """Offline refiner: weights, trigger words, categories and keywords on real-shaped cards."""
 from __future__ import annotations
 
-from components.refiner.offline import (PhraseStats, category, description_triggers, keywords, needs_refine,
+from components.refiner.offline import (REFINER_NAME, PhraseStats, category, description_triggers, keywords, needs_refine,
                                         recommended_weight, refine_card, refine_store)
 from tests.retrieval_helpers import card, small_catalog
 
@@ -62,7 +62,7 @@ def test_refined_card_is_the_projects_own_text_and_is_stored(store):
     report = refine_store(store)
     assert report.refined == len(cards)
     got = store.get("civitai-1")
-    assert got.refined.refiner == "offline-1" and got.refined.recommended_weight == 0.7
+    assert got.refined.refiner == REFINER_NAME and got.refined.recommended_weight == 0.7
     assert got.refined.source_hash == got.content_hash() and not needs_refine(got)
     assert "Soft watercolor look" not in got.refined.description  # never the author's sentences
     assert got.refined.description.startswith("Style LoRA for SD 1.5: Watercolor Wash Style.")

@@ -242,10 +242,12 @@ def test_every_render_path_escapes_untrusted_text():
 
     class Cand:
         card, score, rank, evidence = c, 1.0, 1, {"tags": [evil]}
+        concepts = [{"concept": evil, "fits": True, "why": evil}]
 
     d = render.candidate_dict(Cand())
     comp = Composition(prompt=evil, topics=[Topic(keywords=[evil], adapters=[TopicAdapter(
-        card_id=c.id, name=evil, weight=0.8, reason=evil)])], unassigned=[evil], composer=evil, notices=[evil])
+        card_id=c.id, name=evil, weight=0.8, reason=evil)])], unassigned=[evil], composer=evil, notices=[evil],
+        scores={"unassigned": {evil: evil}})
     report = ImportReport(notices=[evil], skipped=[(evil, evil)])
     outputs = {
         "card_item_html": render.card_item_html(d), "cards_html": render.cards_html([d], [evil]),

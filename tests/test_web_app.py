@@ -103,7 +103,8 @@ def test_select_character_policy(client):
     named = client.predict(prompt, 20, "offline", "", 2, api_name="/select")  # default: named
     assert "test-ranger" not in [c["id"] for c in named["candidates"]]
     everyone = client.predict(prompt, 20, "offline", "", 2, "all", api_name="/select")
-    assert "test-ranger" in [r["id"] for r in everyone["mapping"]]  # described, so composed
+    ranger = next(c for c in everyone["candidates"] if c["id"] == "test-ranger")  # described: retrieved
+    assert ranger["concepts"] and "character" not in ranger["concepts"][0]["why"]  # and not refused as one
     assert "test-ranger" in [c["id"] for c in client.predict("ranger kiri on the moon", 20, "offline", "", 2,
                                                              api_name="/select")["candidates"]]  # named
     with pytest.raises(AppError, match="'sometimes' is not one of named, all, none"):
