@@ -115,12 +115,17 @@ def character_refusal(card: AdapterCard, prof: Profile, policy: str, prompt_low:
     return None
 
 
+TAG_PROMPT_BRINGS = ("sexual", "suggestive")
+
+
 def brings_foreign(card: AdapterCard, prof: Profile, policy: str, prompt_low: str,
-                   prompt_words: set[str]) -> list[str]:
+                   prompt_words: set[str], only: tuple[str, ...] | None = None) -> list[str]:
     """What the adapter brings (its purpose) that the prompt does not ask for; a character the
-    characters policy lets in counts as asked for. Both composers use it."""
+    characters policy lets in counts as asked for. ``only``: these kinds of "brings" alone.
+    Both composers use it."""
     named = prof.is_character and names_in_prompt(card, prof, prompt_low, prompt_words)
-    return foreign(purpose_of(card).brings, PromptContext.of(prompt_low, policy), named=named)
+    brings = [b for b in purpose_of(card).brings if only is None or b in only]
+    return foreign(brings, PromptContext.of(prompt_low, policy), named=named)
 
 
 def _match(j: Judgement, segments: list[Segment]) -> None:
@@ -150,7 +155,12 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     if refusal:
         j.reason = f"character adapter: {refusal}"
         return
-    brought = brings_foreign(card, j.profile, options.characters, prompt_low, prompt_words)
+    # a tag-style prompt is written in the adapters' own vocabulary ("1girl, ..." for a character
+    # or outfit whose trigger words the user left out): only sexual or suggestive content it does
+    # not ask for is foreign there (creator split, first 500 queries, all characters: hit 0.45 with
+    # every "brings" rule, 0.60 with these two, 0.68 with none)
+    brought = brings_foreign(card, j.profile, options.characters, prompt_low, prompt_words,
+                             only=TAG_PROMPT_BRINGS)
     if brought:
         j.reason = f"brings {', '.join(brought)}, which the prompt does not ask for"
         return
