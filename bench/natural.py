@@ -142,7 +142,7 @@ def main() -> None:
         by_prompt[pid][mid] = d
     options = ComposeOptions(top_k=retriever.settings.adapters_per_topic, characters=retriever.settings.characters)
     top_k = retriever.settings.top_k
-    tallies = {name: Tally() for name in ("stylus", "whole-prompt hybrid", "retriever top-3", "MiniLM top-3")}
+    tallies = {name: Tally() for name in ("stylus", "whole prompt, tag rules", "retriever top-3", "MiniLM top-3")}
     dense_only, before = Fusion.dense_only(), Fusion.whole_prompt()
     for p in prompts:
         pid, text = p["pid"], p["prompt"]
@@ -160,7 +160,7 @@ def main() -> None:
         tallies["retriever top-3"].add(pid, text, res.candidates[:3], res.candidates, judged)
         old = candidates_of(retriever, text, top_k, before)
         old_ids = set(compose(text, old, options).adapter_ids())
-        tallies["whole-prompt hybrid"].add(pid, text, [c for c in old if c.id in old_ids], old, judged)
+        tallies["whole prompt, tag rules"].add(pid, text, [c for c in old if c.id in old_ids], old, judged)
         dense = candidates_of(retriever, text, 10, dense_only)
         tallies["MiniLM top-3"].add(pid, text, dense[:3], dense, judged)
     print(f"\n== Natural prompts (dev): {len(prompts)} prompts, {len(judgments):,} judged pairs "

@@ -21,18 +21,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from catalog.safety import prompt_asks_for
-from components.prompt_text import COLOURS, content_words, lexer_words
+from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word
 from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, _real_word
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
 # framing words: "a portrait of", "a painting of" name how, not what; alone they pick nothing
 FRAMING_ONLY = frozenset("portrait painting drawing photo photograph picture image illustration render "
-                         "artwork art close closeup shot scene view design style".split())
+                         "artwork art close closeup shot scene view design style pose".split())
 # name words that say what kind of adapter it is, not something extra it draws
 KIND_WORDS = frozenset("animal animals object objects clothing clothes outfit background backgrounds scenery "
                        "scene landscape photography photo painting illustration effect effects concept "
@@ -177,7 +178,8 @@ class ConceptIndex:
             ph = tuple(tuple(content_words(c)) for c in f.concepts)
             ws = frozenset(w for p in ph for w in p)
             name_phrases.append(tuple(tuple(content_words(c)) for c in f.name_concepts))
-            name_words.append(frozenset(w for p in name_phrases[-1] for w in p))
+            parts = {part for p in name_phrases[-1] for w in p for part in compound_parts(w)}
+            name_words.append(frozenset(w for p in name_phrases[-1] for w in p) | parts)
             naming_words.append(frozenset(w for n in getattr(f, "naming_words", ()) for w in content_words(n)))
             words.append(ws | name_words[-1])
             phrases.append(ph)
@@ -202,9 +204,10 @@ class ConceptIndex:
     def lexical(self, concept: Concept, allowed: np.ndarray | None = None) -> dict[int, tuple[float, tuple[str, ...], bool]]:
         """card position -> (cover 0..1, matched words, head word in the name) for cards that hold
         the concept's head word."""
-        words = set(concept.words)
+        words = {self.known_form(w) for w in concept.words}
         total = sum(self.word_idf(w) for w in words)
-        heads = self.postings.get(concept.head)
+        head = self.known_form(concept.head)
+        heads = self.postings.get(head)
         if heads is None or total <= 0:
             return {}
         out = {}
@@ -221,8 +224,19 @@ class ConceptIndex:
                 elif w in have:
                     got += TAG_FACTOR * self.word_idf(w)
                     matched.append(w)
-            out[i] = (got / total, tuple(sorted(matched)), concept.head in name)
+            out[i] = (got / total, tuple(sorted(matched)), head in name)
         return out
+
+    def known_form(self, word: str) -> str:
+        """``word``, or the form the catalog's purposes use when only that one is known:
+        "egyptian" -> "egypt", "surrealist" -> "surreal" (derivational suffixes, in order)."""
+        if word in self.postings or len(word) < 6:
+            return word
+        for suffix in DERIVATIONAL:
+            stem = word[: -len(suffix)]
+            if word.endswith(suffix) and len(stem) >= 4 and stem in self.postings:
+                return stem
+        return word
 
     def extra_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
         """Real words of the adapter's name that the prompt lacks: of the name piece holding the
@@ -251,6 +265,21 @@ def _common_zipf(word: str) -> float:
     except ImportError:  # pragma: no cover
         return 0.0
     return zipf_frequency(word, "en")
+
+
+DERIVATIONAL = ("ian", "ist", "ism", "istic", "ic", "al", "ish", "ese", "ese")
+COMPOUND_PART_ZIPF = 2.5  # a word inside a made-up name token ("horse" in "EdobHorse")
+
+
+@lru_cache(maxsize=100_000)
+def compound_parts(token: str) -> tuple[str, ...]:
+    """Real words run together in a made-up name token: "spaceshipai" -> spaceship, "oldegyptai"
+    -> egypt, "edobhorse" -> horse (the longest words that are not inside a longer one)."""
+    if len(token) < 6 or not token.isalpha() or _common_zipf(token) > 0:
+        return ()
+    found = [token[a:b] for a in range(len(token)) for b in range(a + 4, len(token) + 1)
+             if _common_zipf(token[a:b]) >= COMPOUND_PART_ZIPF]
+    return tuple(sorted({normalize_word(w) for w in found if not any(w != o and w in o for o in found)}))
 
 
 def _common_word(word: str) -> bool:
