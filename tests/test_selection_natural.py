@@ -107,3 +107,20 @@ def test_tag_style_prompts_keep_the_whole_prompt_ranking(retriever):
     res = retriever.retrieve("masterpiece, best quality, watercolor, a fox in a meadow", top_k=5)
     assert res.candidates[0].id == "civitai-106"
     assert res.candidates[0].concepts is None  # no concept weighing for tag-style prompts
+
+
+def test_made_up_name_tokens_and_derived_words_match_their_concept():
+    from components.concepts import ConceptIndex, Concept, compound_parts
+    assert compound_parts("spaceshipai") == ("spaceship",)
+    assert "horse" in compound_parts("edobhorse")
+    assert compound_parts("castle") == ()  # a real word is no compound
+
+    class Facts:  # the index facts of two cards, as the retriever passes them
+        def __init__(self, name, concepts):
+            self.name_concepts, self.concepts, self.brings, self.kind = [name], concepts, [], "style"
+    index = ConceptIndex.build([Facts("oldegyptai", ["style"]), Facts("spaceshipai", ["concept"])])
+    assert index.known_form("egyptian") == "egypt"
+    assert index.known_form("pharaoh") == "pharaoh"  # unknown forms stay as they are
+    hits = index.lexical(Concept("Egyptian style", ("egyptian",), True))
+    assert list(hits) == [0] and hits[0][2]  # found in the name
+    assert list(index.lexical(Concept("spaceship", ("spaceship",), False))) == [1]
