@@ -178,7 +178,11 @@ class Retriever:
             if notices is not None:
                 notices.append(f"concepts matched by words only: the vector index is not reachable "
                                f"({type(exc).__name__})")
-        expanded = expand(concepts)
+        # parts of a concept ("corgi" of "corgi astronaut") only count through shared words: a part
+        # no purpose holds is not embedded at all (one MiniLM text less)
+        index = self.concept_index
+        expanded = [(k, c) for n, (k, c) in enumerate(expand(concepts))
+                    if n < len(concepts) or index.known_form(c.head) in index.postings]
         if self.concept_index.vectors is not None:
             dense = self.concept_index.dense(self.index.embed_texts([concept_text(c) for _, c in expanded]))
         return concepts, match_concepts(self.concept_index, expanded, PromptContext.of(prompt, characters),
