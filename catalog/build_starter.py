@@ -24,6 +24,7 @@ from catalog.store import CatalogStore
 
 FACT_EXTRA_KEYS = ("civitai_type", "created_at", "model_download_count", "version_index")
 TEMPLATE_REFINER = "template-1"
+SPARE = 50  # models chosen beyond n, for those the screen rejects once refined
 _CATEGORY_TAGS = {c: c for c in CATEGORIES} | {"poses": "pose", "objects": "object", "buildings": "building",
                                                "animals": "animal", "vehicles": "vehicle", "clothes": "clothing",
                                                "tools": "tool", "plants": "plant", "actions": "action"}
@@ -42,11 +43,13 @@ def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200,
         store = CatalogStore(tmp)
         try:
             import_civitai_file(store, dump_path, progress=False)
-            chosen = select_cards(store, n)
+            chosen = select_cards(store, n + SPARE)
             refine = refiner(store) if refiner is not None else None
         finally:
             store.close()
-    cards = sorted((facts_only(card, refine) for card in chosen), key=lambda c: c.id)
+    # the refiner may find more trigger words in a description: screen the refined card again
+    kept = [c for c in (facts_only(card, refine) for card in chosen) if c.effective_rating() != "explicit"]
+    cards = sorted(kept[:n], key=lambda c: c.id)
     write_cards(cards, Path(out_path))
     size = Path(out_path).stat().st_size
     return (f"wrote {len(cards)} starter cards to {out_path} ({size / 1e6:.2f} MB, "

@@ -109,6 +109,9 @@ class Settings:
         if self.max_upload_mb < 1 or self.max_upload_pixels < 64 * 64:
             raise SettingsError(f"setting max_upload_mb={self.max_upload_mb} must be at least 1 and "
                                 f"max_upload_pixels={self.max_upload_pixels} at least {64 * 64}")
+        if self.public and self.allow_nsfw:
+            raise SettingsError("setting allow_nsfw=True is not allowed with public=True: a public deployment "
+                                "always selects SFW adapters (content screen, catalog/safety.py)")
         if not 0 <= self.adapters_per_topic <= 10:
             raise SettingsError(f"setting adapters_per_topic={self.adapters_per_topic} must be in 0..10")
 

@@ -441,3 +441,10 @@ def test_purpose_and_foreign_together():
     assert foreign(purpose_of(asuna).brings, castle) == [
         "a character the prompt does not name", "a woman or girl", "a person"]
     assert foreign(purpose_of(ghibli).brings, castle) == []
+
+
+def test_a_public_deployment_is_always_sfw():
+    from catalog.settings import Settings, SettingsError
+    with pytest.raises(SettingsError, match="allow_nsfw=True is not allowed with public=True"):
+        Settings.from_env({"STYLUS_PUBLIC": "1", "STYLUS_ALLOW_NSFW": "1"})
+    assert Settings.from_env({"STYLUS_PUBLIC": "1"}).allow_nsfw is False
