@@ -9,7 +9,10 @@ Score of a card (each signal divided by its best value for this query, then summ
          among the example prompts of any card by the same creator: a creator's adapters share a
          template, and a user who copies one keeps it (dev split R@150 0.92 -> 0.95; natural
          captions carry no template, so they are not flooded with one creator's adapters)
-Weights tuned on the dev split (bench/retrieval.py prints the comparison). Then filters
+Weights tuned on the dev split (bench/retrieval.py prints the comparison).
+A sentence (not a tag-style prompt) is also weighed *by concept* (components/concepts.py): the
+adapters whose purpose fits one of its concepts rank first, then those related to a concept,
+with the signals above (without the whole-prompt vector) added at equal weight. Then filters
 (base model, NSFW, blocked - not indexed at all -, unloadable types, characters/real persons
 unless the prompt names one), one card per Civitai model (its best version), top-K.
 """
@@ -33,8 +36,8 @@ from components.concepts import (ConceptHit, ConceptIndex, PromptContext, concep
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport
 from components.index.documents import field_terms
-from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms, strip_syntax,
-                                    terms)
+from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms,
+                                    strip_syntax, terms)
 from components.types import Candidate, RetrievalResult, StylusError
 
 # what a stopped chroma server raises through HttpClient (httpx), or chromadb's own errors
@@ -267,7 +270,7 @@ class Retriever:
         dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
         by_concept_path = bool(fusion.concept) and not is_tag_soup(prompt)
         # a sentence is embedded per concept below; the whole-prompt vector would cost a second
-        # MiniLM call (~15 ms on one CPU thread) for a signal that only orders the tail
+        # MiniLM call (~15 ms on one CPU thread) for a signal the concepts' vectors already carry
         whole = replace(fusion, dense=0.0) if by_concept_path else fusion
         signals = self._signals(query_terms, dense_text, whole, notices)
         fused = sum(getattr(whole, k) * _unit(v) for k, v in signals.items()
