@@ -27,7 +27,7 @@ import numpy as np
 
 from catalog.safety import prompt_asks_for
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word
-from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, _real_word
+from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, real_word
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
@@ -52,7 +52,6 @@ PROMPT_PERSON = PERSON_WORDS | frozenset(
 
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
-
 DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
 DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's own
 DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
@@ -159,7 +158,6 @@ class ConceptIndex:
     naming_words: list[frozenset[str]]
     name_phrases: list[tuple[tuple[str, ...], ...]]
     words: list[frozenset[str]]
-    phrases: list[tuple[tuple[str, ...], ...]]
     brings: list[tuple[str, ...]]
     kinds: list[str]
     idf: dict[str, float] = field(default_factory=dict)
@@ -172,7 +170,7 @@ class ConceptIndex:
 
     @classmethod
     def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
-        name_words, naming_words, name_phrases, words, phrases, brings, kinds = [], [], [], [], [], [], []
+        name_words, naming_words, name_phrases, words, brings, kinds = [], [], [], [], [], []
         df: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
             ph = tuple(tuple(content_words(c)) for c in f.concepts)
@@ -182,7 +180,6 @@ class ConceptIndex:
             name_words.append(frozenset(w for p in name_phrases[-1] for w in p) | parts)
             naming_words.append(frozenset(w for n in getattr(f, "naming_words", ()) for w in content_words(n)))
             words.append(ws | name_words[-1])
-            phrases.append(ph)
             brings.append(tuple(f.brings))
             kinds.append(f.kind)
             for w in words[-1]:
@@ -190,16 +187,13 @@ class ConceptIndex:
         n = max(len(facts), 1)
         idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
         postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
-        index = cls(name_words, naming_words, name_phrases, words, phrases, brings, kinds, idf, postings)
+        index = cls(name_words, naming_words, name_phrases, words, brings, kinds, idf, postings)
         if vectors is not None:
             index.set_vectors(vectors)
         return index
 
     def word_idf(self, word: str) -> float:
         return self.idf.get(word, math.log(len(self.words) + 1) + 1.0)
-
-    def information(self, concept: Concept) -> float:
-        return sum(self.word_idf(w) for w in set(concept.words))
 
     def lexical(self, concept: Concept, allowed: np.ndarray | None = None) -> dict[int, tuple[float, tuple[str, ...], bool]]:
         """card position -> (cover 0..1, matched words, head word in the name) for cards that hold
@@ -245,7 +239,7 @@ class ConceptIndex:
         pieces = [p for p in self.name_phrases[i] if concept.head in p] or list(self.name_phrases[i])
         return sorted({w for p in pieces for w in p
                        if len(w) >= 3 and w not in prompt_words and w not in KIND_WORDS and w not in LABELS
-                       and w not in STYLE_MARKERS and _real_word(w)})
+                       and w not in STYLE_MARKERS and real_word(w)})
 
     def dense(self, concept_vectors: np.ndarray) -> np.ndarray | None:
         """(concepts, cards) cosine matrix, or None without vectors."""

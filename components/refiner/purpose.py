@@ -104,7 +104,7 @@ class TagStats:
 
 
 @lru_cache(maxsize=50_000)
-def _real_word(word: str) -> bool:
+def real_word(word: str) -> bool:
     """A word people write (not a made-up trigger token such as "rzp4ss4ge")."""
     if not re.fullmatch(r"[a-z][a-z'-]*", word):
         return False
@@ -128,7 +128,7 @@ def name_concepts(name: str) -> list[str]:
 
 def _phrase_ok(phrase: str) -> bool:
     words = content_words(phrase)
-    return bool(words) and all(_real_word(w) for w in words)
+    return bool(words) and all(real_word(w) for w in words)
 
 
 def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, category: str | None = None) -> Purpose:
