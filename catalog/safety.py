@@ -35,7 +35,8 @@ EXPLICIT_WORDS = (
     "testicles", "xxx", "r18", "r-18", "18+", "doggystyle", "gangbang", "orgy", "rape",
     "tentacle sex", "spread legs", "spread pussy", "sex toy", "dildo", "vibrator", "cameltoe",
     "pubic hair", "see-through nipples", "no panties", "no bra", "exhibitionism", "uncensored",
-    "shibari", "kinbaku", "rope bondage", "bdsm", "latex bondage",
+    "shibari", "kinbaku", "rope bondage", "bdsm", "latex bondage", "boob", "boobs", "tits", "titties",
+    "titty", "booty call", "milf", "hentai style",
 )
 SUGGESTIVE_WORDS = (
     "sexy", "seductive", "lingerie", "underwear", "panties", "panty", "bra", "thong", "bikini",
@@ -56,6 +57,7 @@ def _pattern(words: tuple[str, ...]) -> re.Pattern[str]:
 _EXPLICIT = _pattern(EXPLICIT_WORDS)
 _SUGGESTIVE = _pattern(SUGGESTIVE_WORDS)
 _NETWORK_TAG = re.compile(r"<[^<>]{0,200}>")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")  # "BoobShowerPress" -> "Boob Shower Press"
 
 
 def explicit_words(text: str) -> list[str]:
@@ -70,6 +72,7 @@ def suggestive_words(text: str) -> list[str]:
 def screen(card: "AdapterCard") -> tuple[Rating, list[str]]:
     """(rating, reasons) of ``card`` from its source flag and its text, ignoring curation."""
     identity = " , ".join([card.name, *card.effective_tags(), *card.effective_trigger_words()])
+    identity = identity + " , " + _CAMEL.sub(" ", identity)  # names run words together
     reasons: list[str] = []
     if card.nsfw:
         reasons.append("flagged nsfw by its source")

@@ -448,3 +448,10 @@ def test_a_public_deployment_is_always_sfw():
     with pytest.raises(SettingsError, match="allow_nsfw=True is not allowed with public=True"):
         Settings.from_env({"STYLUS_PUBLIC": "1", "STYLUS_ALLOW_NSFW": "1"})
     assert Settings.from_env({"STYLUS_PUBLIC": "1"}).allow_nsfw is False
+
+
+def test_explicit_words_run_together_in_a_name_are_caught():
+    from catalog.card import AdapterCard
+    c = AdapterCard(id="x", source="civitai", name="Reel BoobPress", tags=["style"])
+    assert c.effective_rating() == "explicit" and "boob" in c.rating_reasons()[0]
+    assert AdapterCard(id="y", source="civitai", name="SpaceshipAI", tags=["style"]).effective_rating() == "sfw"
