@@ -26,8 +26,8 @@ from functools import lru_cache
 import numpy as np
 
 from catalog.safety import prompt_asks_for
-from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word
-from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, real_word
+from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
+from components.refiner.purpose import LABELS, MAN_WORDS, MEDIUM_WORDS, PERSON_WORDS, WOMAN_WORDS, real_word
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
@@ -142,16 +142,6 @@ def foreign(brings: list[str] | tuple[str, ...], ctx: PromptContext, named: bool
 
 
 @dataclass
-class ConceptMatch:
-    position: int  # card position in the index
-    lexical: float
-    dense: float
-    score: float
-    matched: tuple[str, ...]
-    in_name: bool
-
-
-@dataclass
 class ConceptIndex:
     """Purpose words of every indexed card, as an inverted index, plus their dense vectors."""
     name_words: list[frozenset[str]]
@@ -159,7 +149,6 @@ class ConceptIndex:
     name_phrases: list[tuple[tuple[str, ...], ...]]
     words: list[frozenset[str]]
     brings: list[tuple[str, ...]]
-    kinds: list[str]
     idf: dict[str, float] = field(default_factory=dict)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # (dim, cards), unit columns (transposed once), or None: lexical only
@@ -170,7 +159,7 @@ class ConceptIndex:
 
     @classmethod
     def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
-        name_words, naming_words, name_phrases, words, brings, kinds = [], [], [], [], [], []
+        name_words, naming_words, name_phrases, words, brings = [], [], [], [], []
         df: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
             ph = tuple(tuple(content_words(c)) for c in f.concepts)
@@ -181,13 +170,12 @@ class ConceptIndex:
             naming_words.append(frozenset(w for n in getattr(f, "naming_words", ()) for w in content_words(n)))
             words.append(ws | name_words[-1])
             brings.append(tuple(f.brings))
-            kinds.append(f.kind)
             for w in words[-1]:
                 df.setdefault(w, []).append(i)
         n = max(len(facts), 1)
         idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
         postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
-        index = cls(name_words, naming_words, name_phrases, words, brings, kinds, idf, postings)
+        index = cls(name_words, naming_words, name_phrases, words, brings, idf, postings)
         if vectors is not None:
             index.set_vectors(vectors)
         return index
@@ -252,16 +240,7 @@ _SPACE = re.compile(r"\s+")
 NAME_WORD_ZIPF = 3.5  # words more frequent than this in English name things, not someone
 
 
-def _common_zipf(word: str) -> float:
-    """How common ``word`` is in English (wordfreq's Zipf scale: "the" 7.7, "castle" 4.5)."""
-    try:
-        from wordfreq import zipf_frequency
-    except ImportError:  # pragma: no cover
-        return 0.0
-    return zipf_frequency(word, "en")
-
-
-DERIVATIONAL = ("ian", "ist", "ism", "istic", "ic", "al", "ish", "ese", "ese")
+DERIVATIONAL = ("ian", "ist", "ism", "istic", "ic", "al", "ish", "ese")
 COMPOUND_PART_ZIPF = 2.5  # a word inside a made-up name token ("horse" in "EdobHorse")
 
 
@@ -269,15 +248,15 @@ COMPOUND_PART_ZIPF = 2.5  # a word inside a made-up name token ("horse" in "Edob
 def compound_parts(token: str) -> tuple[str, ...]:
     """Real words run together in a made-up name token: "spaceshipai" -> spaceship, "oldegyptai"
     -> egypt, "edobhorse" -> horse (the longest words that are not inside a longer one)."""
-    if len(token) < 6 or not token.isalpha() or _common_zipf(token) > 0:
+    if len(token) < 6 or not token.isalpha() or word_zipf(token) > 0:
         return ()
     found = [token[a:b] for a in range(len(token)) for b in range(a + 4, len(token) + 1)
-             if _common_zipf(token[a:b]) >= COMPOUND_PART_ZIPF]
+             if word_zipf(token[a:b]) >= COMPOUND_PART_ZIPF]
     return tuple(sorted({normalize_word(w) for w in found if not any(w != o and w in o for o in found)}))
 
 
 def _common_word(word: str) -> bool:
-    return _common_zipf(word) >= NAME_WORD_ZIPF
+    return word_zipf(word) >= NAME_WORD_ZIPF
 
 
 def concept_text(concept: Concept) -> str:
@@ -301,7 +280,6 @@ class ConceptHit:
 
 
 def _is_medium_or_style(concept: Concept) -> bool:
-    from components.refiner.purpose import MEDIUM_WORDS
     return concept.is_style or bool(set(concept.words) & MEDIUM_WORDS)
 
 
@@ -318,7 +296,7 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
         if len(c.words) >= 3:  # "surrealist dream-like oil painting" -> "oil painting"
             out.append((k, Concept(" ".join(c.words[-2:]), c.words[-2:], c.is_style)))
         for w in c.words[:-1]:
-            if w not in COLOURS and len(w) >= 3 and _common_zipf(w) < SUB_CONCEPT_ZIPF:
+            if w not in COLOURS and len(w) >= 3 and word_zipf(w) < SUB_CONCEPT_ZIPF:
                 out.append((k, Concept(w, (w,), c.is_style)))
     return out
 

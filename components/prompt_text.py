@@ -103,6 +103,14 @@ def normalize_word(word: str) -> str:
     return w
 
 
+@lru_cache(maxsize=100_000)
+def word_zipf(word: str) -> float:
+    """How common ``word`` is in English (wordfreq's Zipf scale: "the" 7.7, "castle" 4.5, a
+    made-up token 0): which words name a concept, a person or nothing at all."""
+    from wordfreq import zipf_frequency  # imported on first use: its word list takes a moment
+    return zipf_frequency(word, "en")
+
+
 def raw_words(text: str) -> list[str]:
     """The words of ``text`` in lower case as written (no plural or syntax handling): names, ids."""
     return _WORD.findall(text.lower())

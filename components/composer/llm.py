@@ -14,6 +14,7 @@ from typing import Any
 
 from components.composer.naming import prompt_words as _prompt_words
 from components.composer.offline import OfflineComposer, brings_foreign, character_refusal, profile
+from components.concepts import PromptContext
 from components.refiner.purpose import purpose_of
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
 from components.composer.segment import segment
@@ -102,6 +103,7 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
     by_id = {c.id: c for c in candidates}
     prompt_low = prompt.lower()
     prompt_words = _prompt_words(prompt)
+    ctx = PromptContext.of(prompt_low, options.characters)
     used: set[str] = set()
     styles = total = 0
     topics: list[Topic] = []
@@ -133,7 +135,7 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
             if refusal:
                 notices.append(f"dropped character adapter {cid!r}: {refusal}")
                 continue
-            brought = brings_foreign(cand.card, prof, options.characters, prompt_low, prompt_words)
+            brought = brings_foreign(cand.card, prof, ctx, prompt_low, prompt_words)
             if brought:
                 notices.append(f"dropped adapter {cid!r}: it brings {', '.join(brought)}")
                 continue

@@ -118,14 +118,14 @@ def character_refusal(card: AdapterCard, prof: Profile, policy: str, prompt_low:
 TAG_PROMPT_BRINGS = ("sexual", "suggestive")
 
 
-def brings_foreign(card: AdapterCard, prof: Profile, policy: str, prompt_low: str,
+def brings_foreign(card: AdapterCard, prof: Profile, ctx: PromptContext, prompt_low: str,
                    prompt_words: set[str], only: tuple[str, ...] | None = None) -> list[str]:
-    """What the adapter brings (its purpose) that the prompt does not ask for; a character the
-    characters policy lets in counts as asked for. ``only``: these kinds of "brings" alone.
-    Both composers use it."""
+    """What the adapter brings (its purpose) that the prompt (``ctx``, built once per prompt with
+    the characters policy) does not ask for. ``only``: these kinds of "brings" alone. Both
+    composers use it."""
     named = prof.is_character and names_in_prompt(card, prof, prompt_low, prompt_words)
     brings = [b for b in purpose_of(card).brings if only is None or b in only]
-    return foreign(brings, PromptContext.of(prompt_low, policy), named=named)
+    return foreign(brings, ctx, named=named)
 
 
 def _match(j: Judgement, segments: list[Segment]) -> None:
@@ -142,7 +142,7 @@ def _match(j: Judgement, segments: list[Segment]) -> None:
 
 
 def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words: set[str],
-           best: float, options: ComposeOptions) -> None:
+           ctx: PromptContext, best: float, options: ComposeOptions) -> None:
     card = j.candidate.card
     if card.blocked:
         j.reason = "blocked by a curator"
@@ -159,8 +159,7 @@ def _judge(j: Judgement, segments: list[Segment], prompt_low: str, prompt_words:
     # or outfit whose trigger words the user left out): only sexual or suggestive content it does
     # not ask for is foreign there (creator split, first 500 queries, all characters: hit 0.45 with
     # every "brings" rule, 0.60 with these two, 0.68 with none)
-    brought = brings_foreign(card, j.profile, options.characters, prompt_low, prompt_words,
-                             only=TAG_PROMPT_BRINGS)
+    brought = brings_foreign(card, j.profile, ctx, prompt_low, prompt_words, only=TAG_PROMPT_BRINGS)
     if brought:
         j.reason = f"brings {', '.join(brought)}, which the prompt does not ask for"
         return
@@ -215,6 +214,7 @@ class OfflineComposer:
         if segments and weighed and not is_tag_soup(prompt):
             return self._by_concept(prompt, candidates, options, notices, t0, prompt_low, prompt_words)
         best = max((c.score for c in candidates), default=0.0)
+        ctx = PromptContext.of(prompt_low, options.characters)
         judgements: list[Judgement] = []
         seen: set[str] = set()
         for cand in candidates:
@@ -223,7 +223,7 @@ class OfflineComposer:
             seen.add(cand.id)
             j = Judgement(cand, profile(cand.card))
             if segments:
-                _judge(j, segments, prompt_low, prompt_words, best, options)
+                _judge(j, segments, prompt_low, prompt_words, ctx, best, options)
             else:
                 j.reason = "the prompt has no keywords"
             judgements.append(j)
@@ -272,9 +272,9 @@ class OfflineComposer:
             ranked = sorted(fits[concept], key=lambda f: -f[0])
             taken = 0
             for score, cand, row in ranked:
-                if len(chosen) >= options.max_adapters or taken >= options.top_k:
+                if len(chosen) >= options.max_adapters or taken >= min(options.top_k, PER_CONCEPT):
                     break
-                if cand.id in used or taken >= PER_CONCEPT:
+                if cand.id in used:
                     continue
                 is_style = profile(cand.card).is_style
                 if is_style and styles >= options.max_styles:

@@ -263,14 +263,5 @@ class CardIndex:
     def dense_scores(self, text: str, n: int) -> list[tuple[str, float]]:
         if not text.strip() or len(self) == 0:
             return []
-        with self._query_lock:
-            vector = self._query_vectors.get(text)
-            if vector is not None:
-                self._query_vectors.move_to_end(text)
-        if vector is None:  # a prompt asked again (retrieve, compose, variants...) is embedded once
-            vector = np.asarray(self.embedder.embed([text])[0])
-            with self._query_lock:
-                self._query_vectors[text] = vector
-                if len(self._query_vectors) > QUERY_CACHE:
-                    self._query_vectors.popitem(last=False)
-        return self.vectors.query(vector, n)
+        # a prompt asked again (retrieve, compose, variants...) is embedded once
+        return self.vectors.query(self.embed_texts([text])[0], n)

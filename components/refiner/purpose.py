@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from catalog.card import AdapterCard, Purpose
-from components.prompt_text import content_words, lexer_words, strip_syntax
+from components.prompt_text import content_words, lexer_words, strip_syntax, word_zipf
 
 # tags and name words that label an adapter rather than say what it draws
 LABELS = frozenset(
@@ -106,13 +106,7 @@ class TagStats:
 @lru_cache(maxsize=50_000)
 def real_word(word: str) -> bool:
     """A word people write (not a made-up trigger token such as "rzp4ss4ge")."""
-    if not re.fullmatch(r"[a-z][a-z'-]*", word):
-        return False
-    try:
-        from wordfreq import zipf_frequency
-    except ImportError:  # pragma: no cover - wordfreq is a dependency; be lenient without it
-        return len(word) >= 3
-    return zipf_frequency(word, "en") >= 1.5
+    return bool(re.fullmatch(r"[a-z][a-z'-]*", word)) and word_zipf(word) >= 1.5
 
 
 def name_concepts(name: str) -> list[str]:
