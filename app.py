@@ -12,8 +12,9 @@ quiet_environment()  # before gradio, litellm and chromadb are imported
 
 
 def main() -> None:
-    from stylus_ui.web import build_app
+    from stylus_ui.web import build_app, configure_logging
 
+    configure_logging()
     demo, launch_kwargs = build_app()
     demo.launch(**launch_kwargs)
 

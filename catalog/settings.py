@@ -26,6 +26,7 @@ class SettingsError(ValueError):
 # character / real-person adapters: named (only those the prompt names; the paper's rule),
 # all (treated like any adapter), none
 CHARACTER_POLICIES = ("named", "all", "none")
+MIN_ADMIN_TOKEN_CHARS = 16  # the admin token opens curation of a public instance
 
 
 @dataclass
@@ -82,6 +83,18 @@ class Settings:
     folder_import_roots: list[str] = field(default_factory=list)
     max_upload_mb: int = 20  # an uploaded init image / mask file
     max_upload_pixels: int = 4096 * 4096  # width x height of an uploaded image
+    # who may curate a public instance (edits, blocks, imports, re-indexing); a private one
+    # (public=False) lets every user curate. Curators sign in with Hugging Face (a Space's login
+    # button; hf_login: auto = on a Space, on, off) and are listed by user name, or sign in with
+    # admin_token in the Catalog tab (or the /curator_login API endpoint) anywhere else.
+    curators: list[str] = field(default_factory=list)
+    admin_token: str = ""
+    hf_login: str = "auto"  # auto | on | off
+
+    # time budgets (issue 13): wall-clock limits for a whole call, not per network read
+    generation_timeout_s: float = 300.0  # one generate request (denoising is stopped between steps)
+    download_timeout_s: float = 600.0  # one adapter file download, all its reads together
+    llm_total_timeout_s: float = 60.0  # one LLM compose call, retries included
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -99,6 +112,7 @@ class Settings:
             "composer": ("offline", "llm"),
             "adapter_mode": ("fused", "unfused"),
             "characters": CHARACTER_POLICIES,
+            "hf_login": ("auto", "on", "off"),
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -112,6 +126,14 @@ class Settings:
         if self.public and self.allow_nsfw:
             raise SettingsError("setting allow_nsfw=True is not allowed with public=True: a public deployment "
                                 "always selects SFW adapters (content screen, catalog/safety.py)")
+        for name in ("generation_timeout_s", "download_timeout_s", "llm_total_timeout_s", "llm_timeout"):
+            if not float(getattr(self, name)) > 0:
+                raise SettingsError(f"setting {name}={getattr(self, name)!r} is not allowed; use a number of "
+                                    f"seconds > 0 (STYLUS_{name.upper()})")
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+            raise SettingsError(f"setting admin_token is {len(self.admin_token)} characters long; use at least "
+                                f"{MIN_ADMIN_TOKEN_CHARS} random characters (e.g. python -c "
+                                f"'import secrets; print(secrets.token_urlsafe(24))')")
         if not 0 <= self.adapters_per_topic <= 10:
             raise SettingsError(f"setting adapters_per_topic={self.adapters_per_topic} must be in 0..10")
 
@@ -145,7 +167,7 @@ class Settings:
         return [getattr(self, name) for name in SECRET_FIELDS if getattr(self, name)]
 
 
-SECRET_FIELDS = ("llm_api_key", "civitai_token", "hf_token")
+SECRET_FIELDS = ("llm_api_key", "civitai_token", "hf_token", "admin_token")
 
 
 def _parse(name: str, hint: Any, raw: str) -> Any:

@@ -16,6 +16,7 @@ from catalog.settings import Settings
 from catalog.card import AdapterCard
 from catalog.store import CatalogStore, ImportReport
 
+from .limits import MAPPING_ROWS, PROMPT, TOP_K, check_selection
 from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, StylusError,
                     Topic, TopicAdapter, Variant)
 
@@ -64,13 +65,14 @@ class StylusEngine:
     # ---- the method ---------------------------------------------------------------
     def retrieve(self, prompt: str, top_k: int | None = None, characters: str | None = None) -> RetrievalResult:
         """``characters``: named | all | none for this call (default: the setting)."""
+        top_k = TOP_K.check_or("top_k", top_k, self.settings.top_k)  # before the index is built
         retriever = self.retriever
         filters = None
         if characters is not None:
             filters = replace(retriever.filters, characters=characters)
         with self._index_lock:
             behind = self._follow_catalog()
-            result = retriever.retrieve(prompt, top_k=top_k or self.settings.top_k, filters=filters)
+            result = retriever.retrieve(prompt, top_k=top_k, filters=filters)
         result.notices.extend(behind)
         return result
 
@@ -96,7 +98,7 @@ class StylusEngine:
             composer=composer or self.settings.composer,
             llm_model=llm_model or self.settings.llm_model,
             api_base=self.settings.llm_api_base, api_key=self.settings.llm_api_key,
-            timeout=self.settings.llm_timeout,
+            timeout=self.settings.llm_timeout, total_timeout=self.settings.llm_total_timeout_s,
             top_k=self.settings.adapters_per_topic if adapters_per_topic is None else adapters_per_topic,
             temperature=temperature, characters=characters or self.settings.characters)
         from .redact import redact
@@ -105,19 +107,25 @@ class StylusEngine:
         return comp
 
     def select(self, prompt: str, **options: Any) -> tuple[RetrievalResult, Composition]:
-        """Retrieve then compose: the "Select adapters" step."""
-        top_k = options.pop("top_k", None)
+        """Retrieve then compose: the "Select adapters" step; the limits are checked first."""
+        top_k, options["adapters_per_topic"] = check_selection(prompt, options.pop("top_k", None),
+                                                               options.get("adapters_per_topic"))
         retrieval = self.retrieve(prompt, top_k=top_k, characters=options.get("characters"))
         return retrieval, self.compose(prompt, retrieval, **options)
 
     def variants(self, composition: Composition, n: int, strategy: str = "one_hot_loras",
                  seed: int = 0, debias: str = "") -> list[Variant]:
+        """``n`` masked variants; ``n``, ``seed`` and ``debias`` are checked (components.limits)
+        before any mask is drawn."""
         from .masks import sample_variants
         return sample_variants(composition, n=n, strategy=strategy, seed=seed,
                                base_weight=self.settings.base_weight, debias=debias)
 
     def generate(self, request: GenerationRequest,
-                 progress: Callable[[int, int], None] | None = None) -> GenerationResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        """``cancel``: an event another thread sets to stop the request (at the next denoising
+        step); the request also stops when it runs past ``generation_timeout_s``."""
         timings: dict[str, float] = {}
         comp = request.composition
         variants = None
@@ -128,7 +136,7 @@ class StylusEngine:
                                      request.debias)
             timings["masks"] = time.perf_counter() - t0
         result = self.generator.generate(request, variants=variants, cards=self._cards_for(comp),
-                                         progress=progress)
+                                         progress=progress, cancel=cancel)
         result.timings = {**timings, **result.timings}
         return result
 
@@ -153,6 +161,8 @@ class StylusEngine:
 
     def composition_from_rows(self, prompt: str, rows: list[dict[str, Any]]) -> Composition:
         """Build a composition from an edited keyword/adapter/weight table."""
+        PROMPT.check("prompt", prompt)
+        MAPPING_ROWS.check("mapping", rows)
         topics: dict[str, Topic] = {}
         cards = self.store.get_many([str(r.get("id") or "").strip() for r in rows if r.get("id")])
         for i, row in enumerate(rows, 1):

@@ -12,10 +12,11 @@ import random
 import re
 from dataclasses import dataclass
 
+from components.limits import check_variants
 from components.types import Composition, MaskStrategy, StylusError, Variant
 
 STRATEGIES: tuple[str, ...] = ("all", "one_hot_loras", "one_hot_concepts")
-MAX_VARIANTS = 256
+MAX_VARIANTS = 256  # the sampler's own bound; a request's limit is components.limits.NUM_IMAGES
 Mask = list[list[bool]]  # per topic, per adapter: on/off
 
 
@@ -79,7 +80,9 @@ def export_string(prompt: str, composition: Composition, weights: dict[str, floa
 
 def build_variants(composition: Composition, strategy: MaskStrategy, n: int, seed: int,
                    options: VariantOptions | None = None) -> list[Variant]:
+    """``n`` variants; ``n``, ``seed`` and the debias text within :mod:`components.limits`."""
     options = options or VariantOptions()
+    n, seed, _ = check_variants(n, seed, options.debias)  # before any work: the answer stays small
     variants = []
     for index, mask in enumerate(sample_masks(composition, strategy, n, seed)):
         weights = weights_for(composition, mask, options.base_weight)
@@ -98,7 +101,7 @@ def build_variants(composition: Composition, strategy: MaskStrategy, n: int, see
 def sample_variants(composition: Composition, n: int, strategy: MaskStrategy = "one_hot_loras",
                     seed: int = 0, base_weight: float = 0.8, debias: str = "",
                     restore_emphasis: bool = False) -> list[Variant]:
-    """Keyword form of :func:`build_variants` (what the engine calls)."""
+    """Keyword form of :func:`build_variants` (what the engine calls); it checks the limits."""
     return build_variants(composition, strategy, n, seed,
                           VariantOptions(base_weight=base_weight, debias=debias,
                                          restore_emphasis=restore_emphasis))

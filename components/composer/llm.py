@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -51,8 +52,19 @@ REVIEW_PROMPT = ("Check your answer against every rule above and the candidate l
                  "the corrected JSON only.")
 
 
+MAX_ANSWER_CHARS = 100_000  # a real answer is a few KB; a longer one is refused, not parsed
+MAX_NOTICES = 20  # notices about a dropped keyword or adapter; the rest are counted in one notice
+
+
 class LLMError(StylusError):
     """The model's answer could not be used."""
+
+
+def cap_notices(notices: list[str], limit: int = MAX_NOTICES) -> list[str]:
+    """The first ``limit`` notices and one that counts the rest."""
+    if len(notices) <= limit:
+        return notices
+    return notices[:limit] + [f"... and {len(notices) - limit:,} more notices like these"]
 
 
 def _candidate_view(c: Candidate) -> dict[str, Any]:
@@ -164,42 +176,75 @@ def validate(raw_topics: list[dict], prompt: str, candidates: list[Candidate],
     return [t for t in topics if t.adapters], unassigned, notices
 
 
+def _over_budget(options: ComposeOptions) -> str:
+    return (f"no answer within the total time budget of {options.total_timeout:g} s "
+            f"(setting STYLUS_LLM_TOTAL_TIMEOUT_S)")
+
+
 class LLMComposer:
     name = "llm"
 
     def __init__(self, completion=None):
         self._completion = completion  # injectable for tests; litellm.completion by default
 
-    def _ask(self, messages: list[dict], options: ComposeOptions) -> str:
+    def _ask(self, messages: list[dict], options: ComposeOptions, deadline: float) -> str:
+        """One completion, bounded by ``deadline`` (``time.monotonic()``) however slowly the
+        server answers: litellm's ``timeout`` is per read, so a server sending a byte now and
+        then would hold it for ever. The call runs in a daemon thread that is abandoned (and ends
+        at its next read timeout or when the server finishes) once the deadline passes."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LLMError(_over_budget(options))
         completion = self._completion
         if completion is None:
             import litellm  # imported on first use: it is slow to import
             completion = litellm.completion
         kwargs: dict[str, Any] = {"model": options.llm_model, "messages": messages,
-                                  "temperature": options.temperature, "timeout": options.timeout,
+                                  "temperature": options.temperature, "timeout": min(options.timeout, left),
                                   "response_format": {"type": "json_object"}, "drop_params": True,
                                   "max_retries": 0}  # retries are ours (options.retries)
         if options.api_base:
             kwargs["api_base"] = options.api_base
         if options.api_key:
             kwargs["api_key"] = options.api_key
-        response = completion(**kwargs)
-        return response.choices[0].message.content or ""
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["response"] = completion(**kwargs)
+            except Exception as exc:  # re-raised in the caller's thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="stylus-llm-call", daemon=True)
+        worker.start()
+        worker.join(left)
+        if worker.is_alive():
+            raise LLMError(_over_budget(options))
+        if "error" in outcome:
+            raise outcome["error"]
+        text = outcome["response"].choices[0].message.content or ""
+        if len(text) > MAX_ANSWER_CHARS:
+            raise LLMError(f"model answer has {len(text):,} characters, above the cap of "
+                           f"{MAX_ANSWER_CHARS:,}; not parsed")
+        return text
 
     def _topics(self, prompt: str, candidates: list[Candidate], options: ComposeOptions) -> list[dict]:
         messages = build_messages(prompt, candidates, options)
+        deadline = time.monotonic() + options.total_timeout
         last: Exception | None = None
         for _attempt in range(options.retries + 1):
             try:
-                text = self._ask(messages, options)
+                text = self._ask(messages, options, deadline)
                 topics = parse_answer(text)
                 if options.refine:
                     messages = messages + [{"role": "assistant", "content": text},
                                            {"role": "user", "content": REVIEW_PROMPT}]
-                    topics = parse_answer(self._ask(messages, options))
+                    topics = parse_answer(self._ask(messages, options, deadline))
                 return topics
             except LLMError as exc:
                 last = exc
+                if time.monotonic() >= deadline:
+                    break  # no time left for a retry
             except Exception as exc:  # litellm raises many types (timeout, HTTP status, connection)
                 # an auth error may echo the key it was given: mask it before it becomes a notice
                 text = redact(str(exc), [options.api_key])
@@ -226,6 +271,7 @@ class LLMComposer:
                                      "used the offline composer instead")
             return result
         topics, unassigned, notices = validate(raw, prompt_cut, candidates, options)
+        notices = cap_notices(notices)
         if len(prompt) > MAX_PROMPT_CHARS:
             notices.append(f"prompt has {len(prompt)} characters; composed its first {MAX_PROMPT_CHARS}")
         return Composition(prompt=prompt_cut, topics=topics, unassigned=unassigned,

@@ -24,7 +24,8 @@ class ComposeOptions:
     api_base: str = ""
     api_key: str = ""
     temperature: float = 0.0
-    timeout: float = 30.0
+    timeout: float = 30.0  # per network read (litellm's own timeout)
+    total_timeout: float = 60.0  # the whole call, retries and review turn included
     retries: int = 1
     refine: bool = False  # second LLM turn that reviews the first answer
     max_candidates_llm: int = 40  # candidates described to the LLM
@@ -42,6 +43,9 @@ class ComposeOptions:
             raise StylusError(f"temperature={self.temperature} is not allowed; use 0.0..2.0")
         if self.timeout <= 0 or self.retries < 0:
             raise StylusError(f"timeout={self.timeout} must be > 0 and retries={self.retries} >= 0")
+        if not self.total_timeout > 0:
+            raise StylusError(f"total_timeout={self.total_timeout} is not allowed; use a number of "
+                              f"seconds > 0 (setting STYLUS_LLM_TOTAL_TIMEOUT_S)")
 
 
 class Composer(Protocol):

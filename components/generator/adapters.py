@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -74,25 +75,49 @@ def download_url(card: AdapterCard) -> str | None:
     return None
 
 
-def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str]) -> AdapterSource | None:
-    """A real file for the card (local, cached or downloaded), or None with a notice why not."""
+_download_locks: dict[Path, threading.Lock] = {}
+_download_locks_guard = threading.Lock()
+
+
+def _download_lock(path: Path) -> threading.Lock:
+    """One lock per cache file: two requests for the same card never write one ``.part`` at once."""
+    with _download_locks_guard:
+        return _download_locks.setdefault(path, threading.Lock())
+
+
+def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str],
+                    deadline: float | None = None) -> AdapterSource | None:
+    """A real file for the card (local, cached or downloaded), or None with a notice why not.
+
+    A download gets ``download_timeout_s`` in all, and never runs past ``deadline`` (a
+    ``time.monotonic()`` value: the end of the request's own budget)."""
     f = card.primary_file
     if card.local_path and Path(card.local_path).is_file():
         return AdapterSource(card.id, Path(card.local_path), "local", (f.autov2 if f else "") or "")
     cached = cache_path(settings, card)
-    if cached.is_file():
-        return AdapterSource(card.id, cached, "cache", (f.autov2 if f else "") or "")
     url = download_url(card)
-    if not url:
-        notices.append(f"{card.name} ({card.id}): no local file and no download URL; skipped")
+    own = time.monotonic() + settings.download_timeout_s
+    deadline = own if deadline is None else min(own, deadline)
+    lock = _download_lock(cached)
+    if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        notices.append(f"{card.name} ({card.id}): another request is still downloading its file; skipped")
         return None
-    policy = DownloadPolicy(hosts=list(settings.download_hosts), max_mb=settings.download_max_mb,
-                            civitai_token=settings.civitai_token, hf_token=settings.hf_token)
     try:
-        download(url, cached, policy, sha256=f.sha256 if f else None)
-    except DownloadError as exc:
-        notices.append(f"{card.name} ({card.id}): {_redact(str(exc), settings)}; skipped")
-        return None
+        if cached.is_file():  # also when another request just downloaded it
+            return AdapterSource(card.id, cached, "cache", (f.autov2 if f else "") or "")
+        if not url:
+            notices.append(f"{card.name} ({card.id}): no local file and no download URL; skipped")
+            return None
+        policy = DownloadPolicy(hosts=list(settings.download_hosts), max_mb=settings.download_max_mb,
+                                civitai_token=settings.civitai_token, hf_token=settings.hf_token,
+                                deadline=deadline)
+        try:
+            download(url, cached, policy, sha256=f.sha256 if f else None)
+        except DownloadError as exc:
+            notices.append(f"{card.name} ({card.id}): {_redact(str(exc), settings)}; skipped")
+            return None
+    finally:
+        lock.release()
     if f is None or not f.sha256:
         notices.append(f"{card.name} ({card.id}): downloaded without a SHA256 on the card; not verified")
     return AdapterSource(card.id, cached, "download", (f.autov2 if f else "") or "")
@@ -161,9 +186,14 @@ class AdapterManager:
         self.loaded: OrderedDict[str, AdapterSource] = OrderedDict()  # adapter name -> source
         self.timings: dict[str, float] = {}
 
-    def ensure(self, cards: list[AdapterCard], notices: list[str]) -> dict[str, AdapterSource]:
-        """Load what is missing; return card id -> source for the cards that are usable."""
+    def ensure(self, cards: list[AdapterCard], notices: list[str],
+               fetched: dict[str, AdapterSource | None] | None = None) -> dict[str, AdapterSource]:
+        """Load what is missing; return card id -> source for the cards that are usable.
+
+        ``fetched``: card id -> file already fetched for this request (``fetch_card_file``, run
+        before the generator lock; None = not available, its notice already given)."""
         self.timings = {"load_cold": 0.0, "load_warm": 0.0, "resolve": 0.0}
+        fetched = fetched or {}
         ready: dict[str, AdapterSource] = {}
         if len(cards) > self.capacity:
             notices.append(f"{len(cards)} adapters requested but lora_cache_size is "
@@ -178,14 +208,15 @@ class AdapterManager:
                 ready[card.id] = self.loaded[name]
                 self.timings["load_warm"] += time.perf_counter() - t0
                 continue
-            source = self._load(card, name, keep, notices)
+            source = self._load(card, name, keep, notices, fetched)
             self.timings["load_cold"] += time.perf_counter() - t0
             if source is not None:
                 ready[card.id] = source
         return ready
 
-    def _load(self, card: AdapterCard, name: str, keep: set[str], notices: list[str]) -> AdapterSource | None:
-        source, lora, stand_in_ok = self._real_file(card, notices)
+    def _load(self, card: AdapterCard, name: str, keep: set[str], notices: list[str],
+              fetched: dict[str, AdapterSource | None]) -> AdapterSource | None:
+        source, lora, stand_in_ok = self._real_file(card, notices, fetched)
         if source is None and self.preview and stand_in_ok:
             source, lora = self._stand_in(card, notices)
         if source is None or lora is None:
@@ -211,14 +242,17 @@ class AdapterManager:
         self.loaded[name] = source
         return source
 
-    def _real_file(self, card: AdapterCard, notices: list[str]):
+    def _real_file(self, card: AdapterCard, notices: list[str], fetched: dict[str, AdapterSource | None]):
         """``(source, lora, stand_in_ok)``: the card's own file, checked. With the preview model
         nothing is downloaded (real files cannot apply to it) and a missing file or a good SD-1.5
         file leaves the way to a stand-in; a bad file is skipped, never papered over."""
         width = self.pipe.unet.config.cross_attention_dim
         if self.preview and not _on_disk(self.settings, card):
             return None, None, True
-        source = fetch_card_file(self.settings, card, notices)
+        if card.id in fetched:
+            source = fetched[card.id]
+        else:
+            source = fetch_card_file(self.settings, card, notices)
         if source is None:
             return None, None, True
         try:

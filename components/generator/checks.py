@@ -10,12 +10,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from components.limits import check_request
 from components.types import GenerationRequest, StylusError, Variant
 
-MODES = ("txt2img", "img2img", "inpaint")
-MIN_SIDE, MAX_SIDE = 64, 2048
-MAX_STEPS, MAX_IMAGES = 150, 16
-MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 30.0
+MODES = ("txt2img", "img2img", "inpaint")  # the numeric limits live in components.limits
 
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -75,27 +73,36 @@ def _decode(im: Image.Image, what: str, max_pixels: int) -> Image.Image:
     return im.copy()
 
 
+def probe_image(value: str | Path | bytes, what: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:
+    """Width and height of an image file (or its bytes) read from its header only: the byte and
+    pixel limits are checked and a non-image is refused before anything decodes the pixels."""
+    try:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            _check_bytes(len(value), what, max_bytes)
+            source: Any = io.BytesIO(bytes(value))
+        else:
+            _check_bytes(Path(value).stat().st_size, what, max_bytes)
+            source = value
+        with Image.open(source) as im:
+            _check_pixels(im.size, what, max_pixels)
+            return im.size
+    except Image.DecompressionBombError as exc:
+        raise StylusError(f"{what} is too large to decode ({exc}); the limit is {max_pixels:,} "
+                          f"pixels (setting STYLUS_MAX_UPLOAD_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, TypeError, ValueError, SyntaxError) as exc:
+        raise StylusError(f"{what} is not an image that can be read ({type(exc).__name__}: {exc}); "
+                          f"upload a PNG, JPEG or WebP file") from None
+
+
 def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
                  cards: dict[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> GenerationRequest:
     """Validate ``request``; return it with images converted (init RGB, mask L)."""
     r = request
-    if not isinstance(r.prompt, str):
-        raise StylusError(f"prompt must be text, got {type(r.prompt).__name__}")
     if r.mode not in MODES:
         raise StylusError(f"mode {r.mode!r} is not known; use one of {', '.join(MODES)}")
-    for name, value in (("width", r.width), ("height", r.height)):
-        if not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-            raise StylusError(f"{name} {value!r} is not allowed; use a multiple of 8 between "
-                              f"{MIN_SIDE} and {MAX_SIDE}")
-    if not isinstance(r.steps, int) or not 1 <= r.steps <= MAX_STEPS:
-        raise StylusError(f"steps {r.steps!r} is not allowed; use 1 to {MAX_STEPS}")
-    if not MIN_GUIDANCE <= float(r.guidance) <= MAX_GUIDANCE:
-        raise StylusError(f"guidance {r.guidance!r} is not allowed; use {MIN_GUIDANCE} to {MAX_GUIDANCE}")
-    if not isinstance(r.num_images, int) or not 1 <= r.num_images <= MAX_IMAGES:
-        raise StylusError(f"num_images {r.num_images!r} is not allowed; use 1 to {MAX_IMAGES}")
-    if not isinstance(r.seed, int) or not 0 <= r.seed < 2**63 - MAX_IMAGES:
-        raise StylusError(f"seed {r.seed!r} is not allowed; use an integer from 0 to 2**63-17")
+    check_request(r)  # texts and numbers: the limits every entry shares
     if r.mode != "txt2img":
         _check_images(r, max_pixels, max_bytes)
     _check_variants(variants, cards)
@@ -103,8 +110,6 @@ def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
 
 
 def _check_images(r: GenerationRequest, max_pixels: int, max_bytes: int) -> None:
-    if not 0.0 < float(r.strength) <= 1.0:
-        raise StylusError(f"strength {r.strength!r} is not allowed; use a value in (0, 1]")
     if int(r.steps * float(r.strength)) < 1:
         raise StylusError(f"steps {r.steps} with strength {r.strength} run no denoising step in "
                           f"{r.mode} (steps x strength must be at least 1); raise steps or strength")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -30,7 +31,20 @@ class DownloadPolicy:
     max_mb: int
     civitai_token: str = ""
     hf_token: str = ""
-    timeout: float = 30.0
+    timeout: float = 30.0  # per network operation (connect, one read)
+    deadline: float | None = None  # time.monotonic() by which the whole download must be done
+
+    def read_timeout(self, url: str) -> float:
+        """Seconds the next network operation may take: ``timeout``, cut to what is left before
+        the deadline; raise once it has passed (a server sending a byte now and then never
+        trips a per-read timeout)."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DownloadError(f"{url}: not finished within its time budget (setting "
+                                f"STYLUS_DOWNLOAD_TIMEOUT_S or the request's STYLUS_GENERATION_TIMEOUT_S)")
+        return min(self.timeout, left)
 
 
 def host_allowed(url: str, hosts: list[str]) -> str:
@@ -105,7 +119,7 @@ def _fetch(client: httpx.Client, url: str, part: Path, policy: DownloadPolicy, l
         if have:
             headers["Range"] = f"bytes={have}-"
         try:
-            with client.stream("GET", url, headers=headers) as resp:
+            with client.stream("GET", url, headers=headers, timeout=policy.read_timeout(url)) as resp:
                 if resp.is_redirect:
                     url = urljoin(url, resp.headers["location"])
                     continue
@@ -114,7 +128,7 @@ def _fetch(client: httpx.Client, url: str, part: Path, policy: DownloadPolicy, l
                 if resp.status_code not in (200, 206):
                     raise DownloadError(f"{url}: HTTP {resp.status_code}")
                 append = resp.status_code == 206 and have > 0
-                _write_body(resp, part, append, limit, url)
+                _write_body(resp, part, append, limit, url, policy)
                 return
         except httpx.HTTPError as exc:
             raise DownloadError(f"{url}: download failed ({type(exc).__name__}: {exc}); "
@@ -123,7 +137,8 @@ def _fetch(client: httpx.Client, url: str, part: Path, policy: DownloadPolicy, l
     raise DownloadError(f"{url}: more than {_MAX_REDIRECTS} redirects")
 
 
-def _write_body(resp: httpx.Response, part: Path, append: bool, limit: int, url: str) -> None:
+def _write_body(resp: httpx.Response, part: Path, append: bool, limit: int, url: str,
+                policy: DownloadPolicy) -> None:
     start = part.stat().st_size if append else 0
     total = resp.headers.get("content-length")
     if total is not None and start + int(total) > limit:
@@ -139,6 +154,7 @@ def _write_body(resp: httpx.Response, part: Path, append: bool, limit: int, url:
                 raise DownloadError(f"{url}: more than the {limit // 2**20} MB cap "
                                     f"(setting STYLUS_DOWNLOAD_MAX_MB); download stopped")
             fh.write(chunk)
+            policy.read_timeout(url)  # past the deadline: stop, keeping what came for a resume
     if total is not None and written - start < int(total):
         raise DownloadError(f"{url}: connection closed after {written} bytes; kept for a resume")
 

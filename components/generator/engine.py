@@ -5,7 +5,10 @@
 the same weights into one batched call, each image with its own seed (``seed + i``) so it can be
 reproduced; 5. run each group inside ``active_adapters`` (base restored afterwards), plus a baseline
 image without adapters at ``seed``; 6. attach A1111 ``parameters`` text to every image.
-Generation is serialised per Generator (one lock per set of pipelines).
+Generation is serialised per Generator (one lock per set of pipelines). Adapter files are fetched
+before a request takes the lock, so a slow download never holds up other requests; the whole
+request has a time budget (``generation_timeout_s``) and a cancel flag, checked between denoising
+steps (``budget.Budget``). The preview model draws at most ``PREVIEW_MAX_PIXELS`` and upscales.
 """
 from __future__ import annotations
 
@@ -16,17 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from PIL import Image
 
 from catalog.card import AdapterCard
 from catalog.settings import Settings
 from components.types import (GeneratedImage, GenerationRequest, GenerationResult,
                               Variant)
 
-from .adapters import AdapterManager, AdapterSource, adapter_name
+from .adapters import AdapterManager, AdapterSource, adapter_name, fetch_card_file
 from .apply import active_adapters
+from .budget import Budget
 from .checks import check_inputs
 from .metadata import format_parameters, lora_tags
 from .pipeline import Pipelines, load_pipelines
+from .preview_model import PREVIEW_MAX_PIXELS, preview_draw_size
 
 Progress = Callable[[int, int], None]
 
@@ -67,15 +73,36 @@ class Generator:
     # ---- the public call -----------------------------------------------------------------
     def generate(self, request: GenerationRequest, variants: list[Variant] | None = None,
                  cards: dict[str, AdapterCard] | None = None,
-                 progress: Progress | None = None) -> GenerationResult:
+                 progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        """``cancel``: set it (from any thread) to stop the request at the next denoising step."""
+        budget = Budget(self.settings.generation_timeout_s, cancel or threading.Event())
         cards = dict(cards or {})
         notices: list[str] = []
         if variants is None and request.composition is not None:
             variants = self._variants_from(request, notices)
         check_inputs(request, variants, cards, max_pixels=self.settings.max_upload_pixels,
                      max_bytes=self.settings.max_upload_mb * 2**20)
-        with self._lock:
-            return self._run(request, variants or [], cards, progress, notices)
+        variants = variants or []
+        fetched = self._fetch_files(_used_cards(variants), cards, notices, budget)  # before the lock
+        budget.acquire(self._lock)
+        try:
+            return self._run(request, variants, cards, progress, notices, fetched, budget)
+        finally:
+            self._lock.release()
+
+    def _fetch_files(self, used: list[str], cards: dict[str, AdapterCard], notices: list[str],
+                     budget: Budget) -> dict[str, AdapterSource | None]:
+        """Card id -> its real file (None: not available, with a notice), fetched outside the
+        generator lock. Nothing is fetched for the preview model: real files cannot apply to it."""
+        if not self.settings.model or (self._pipes is not None and self._pipes.preview):
+            return {}
+        fetched: dict[str, AdapterSource | None] = {}
+        for card_id in used[: max(1, self.settings.lora_cache_size)]:  # the ones ensure() will use
+            budget.check()
+            fetched[card_id] = fetch_card_file(self.settings, cards[card_id], notices,
+                                               deadline=budget.deadline)
+        return fetched
 
     def _variants_from(self, request: GenerationRequest, notices: list[str]) -> list[Variant]:
         comp = request.composition
@@ -90,7 +117,8 @@ class Generator:
                                debias=request.debias)
 
     def _run(self, request: GenerationRequest, variants: list[Variant], cards: dict[str, AdapterCard],
-             progress: Progress | None, notices: list[str]) -> GenerationResult:
+             progress: Progress | None, notices: list[str], fetched: dict[str, AdapterSource | None],
+             budget: Budget) -> GenerationResult:
         t_start = time.perf_counter()
         cold = self._pipes is None
         pipes = self.pipelines()
@@ -99,12 +127,18 @@ class Generator:
         notices = list(pipes.notices) + notices
         pipe = {"txt2img": pipes.txt2img, "img2img": pipes.img2img, "inpaint": pipes.inpaint}[request.mode]
         manager = self._manager(pipe)
-        used = list(OrderedDict.fromkeys(c for v in variants for c, w in v.weights.items() if w))
-        sources = manager.ensure([cards[c] for c in used], notices)
+        sources = manager.ensure([cards[c] for c in _used_cards(variants)], notices, fetched)
         timings["adapter_load_cold"] = manager.timings.get("load_cold", 0.0)
         timings["adapter_load_warm"] = manager.timings.get("load_warm", 0.0)
         jobs = self._plan(request, variants, sources)
-        images, baseline = self._denoise(pipe, pipes, request, jobs, sources, cards, progress, timings)
+        draw = preview_draw_size(request.width, request.height) if pipes.preview else \
+            (request.width, request.height)
+        if draw != (request.width, request.height):
+            notices.append(f"the preview model drew {draw[0]}x{draw[1]} and upscaled to "
+                           f"{request.width}x{request.height}: it draws at most {PREVIEW_MAX_PIXELS:,} "
+                           f"pixels (larger sizes cost it minutes); a real model draws the full size")
+        images, baseline = self._denoise(pipe, pipes, request, jobs, sources, cards, progress, timings,
+                                         budget, draw)
         timings["total"] = time.perf_counter() - t_start
         return GenerationResult(images=images, baseline=baseline, timings=timings, notices=notices,
                                 model=pipes.label, preview_model=pipes.preview)
@@ -122,7 +156,8 @@ class Generator:
 
     # ---- denoising ---------------------------------------------------------------------
     def _denoise(self, pipe, pipes: Pipelines, request: GenerationRequest, jobs: list[_Job],
-                 sources, cards, progress: Progress | None, timings: dict[str, float]):
+                 sources, cards, progress: Progress | None, timings: dict[str, float],
+                 budget: Budget, draw: tuple[int, int]):
         groups: list[tuple[tuple, list[_Job]]] = []
         by_weights: OrderedDict[tuple, list[_Job]] = OrderedDict()
         for job in jobs:  # same weights -> one batched call (up to max_batch images)
@@ -134,6 +169,7 @@ class Generator:
         total, done = steps * len(groups), [0]
 
         def on_step(_pipe, _step, _timestep, kwargs):
+            budget.check()  # cancelled or over the budget: stop here, between two steps
             done[0] += 1
             if progress is not None:
                 progress(done[0], total)
@@ -141,8 +177,9 @@ class Generator:
 
         timings.update(switch=0.0, denoise=0.0)
         by_index: dict[int, GeneratedImage] = {}
-        base_kwargs = _mode_kwargs(request)
+        base_kwargs = _mode_kwargs(request, draw)
         for key, group in groups:
+            budget.check()
             t0 = time.perf_counter()
             with active_adapters(pipe, {adapter_name(c): w for c, w in key}, self.settings.adapter_mode):
                 t1 = time.perf_counter()
@@ -155,6 +192,8 @@ class Generator:
             timings["switch"] += (t1 - t0) + (time.perf_counter() - t2)
             timings["denoise"] += t2 - t1
             for job, image in zip(group, out.images):
+                if image.size != (request.width, request.height):  # the preview drew it smaller
+                    image = image.resize((request.width, request.height), Image.Resampling.BICUBIC)
                 params = _parameters(request, pipes, job, sources, cards)
                 by_index[job.index] = GeneratedImage(image=image, seed=job.seed, variant=job.variant,
                                                      parameters=params)
@@ -169,15 +208,20 @@ def _effective_steps(request: GenerationRequest) -> int:
     return max(1, min(int(request.steps * request.strength), request.steps))
 
 
-def _mode_kwargs(request: GenerationRequest) -> dict[str, Any]:
-    size = (request.width, request.height)
+def _used_cards(variants: list[Variant]) -> list[str]:
+    """Card ids with a non-zero weight in any variant, in first-use order."""
+    return list(OrderedDict.fromkeys(c for v in variants for c, w in v.weights.items() if w))
+
+
+def _mode_kwargs(request: GenerationRequest, size: tuple[int, int]) -> dict[str, Any]:
+    """Pipeline arguments of the request's mode, drawn at ``size`` (width, height)."""
     if request.mode == "txt2img":
-        return {"width": request.width, "height": request.height}
+        return {"width": size[0], "height": size[1]}
     image = request.init_image if request.init_image.size == size else request.init_image.resize(size)
     kwargs: dict[str, Any] = {"image": image, "strength": float(request.strength)}
     if request.mode == "inpaint":
         mask = request.mask_image if request.mask_image.size == size else request.mask_image.resize(size)
-        kwargs.update(mask_image=mask, width=request.width, height=request.height)
+        kwargs.update(mask_image=mask, width=size[0], height=size[1])
     return kwargs
 
 

@@ -41,11 +41,18 @@ def record(query: str, comp, retrieval) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from components import limits
     from components.engine import StylusEngine
     from components.types import StylusError
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")
+    if args.prompt is not None:  # lines of a --queries file are evaluation data: cut, not refused
+        limits.PROMPT.check("prompt", args.prompt)
+    if args.top_k is not None:
+        limits.ADAPTERS_PER_TOPIC.check("--top-k", args.top_k)
+    if args.candidates is not None:
+        limits.TOP_K.check("--candidates", args.candidates)
     settings = settings_from_args(args)
     if args.characters:
         settings = settings.replace(characters=args.characters)  # retriever filter and composer rule

@@ -47,15 +47,15 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, model=args.model, scheduler=args.scheduler)
     preview = not settings.model
+    steps, size = _checked(args, preview)  # before any work
     engine = StylusEngine(settings)
     t0 = time.perf_counter()
     retrieval, comp = engine.select(args.prompt)
     t_select = time.perf_counter() - t0
     _print_composition(comp)
-    size = args.size or (64 if preview else 512)
     request = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, mode=args.mode, init_image=args.image,
-        mask_image=args.mask, strength=args.strength, steps=args.steps or (4 if preview else 20),
+        mask_image=args.mask, strength=args.strength, steps=steps,
         guidance=args.guidance, width=size, height=size, seed=args.seed, num_images=args.n,
         mask_strategy=args.mask_strategy, composition=comp, include_baseline=not args.no_baseline)
     bar = tqdm(total=0, unit="step", desc="denoising", leave=False)
@@ -83,6 +83,22 @@ def _run(args: argparse.Namespace) -> int:
     print(f"grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
     print("timings: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
     return 0
+
+
+def _checked(args: argparse.Namespace, preview: bool) -> tuple[int, int]:
+    """The options against components.limits, named as typed (exit 2 and the message otherwise);
+    returns (steps, size) with an absent option replaced by its default (0 is not absent)."""
+    from components import limits
+
+    limits.PROMPT.check("prompt", args.prompt)
+    limits.NEGATIVE_PROMPT.check("--negative", args.negative)
+    limits.NUM_IMAGES.check("--n", args.n)
+    limits.SEED.check("--seed", args.seed)
+    limits.GUIDANCE.check("--guidance", args.guidance)
+    if args.mode != "txt2img":
+        limits.STRENGTH.check("--strength", args.strength)
+    return (limits.STEPS.check_or("--steps", args.steps, 4 if preview else 20),
+            limits.SIDE.check_or("--size", args.size, 64 if preview else 512))
 
 
 def _print_composition(comp) -> None:

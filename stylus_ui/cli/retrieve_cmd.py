@@ -29,13 +29,16 @@ def candidate_record(c) -> dict:
 
 def _run(args: argparse.Namespace) -> int:
     from catalog.starter import open_catalog
+    from components import limits
     from components.retriever import Retriever
     from components.types import StylusError
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")
-    if args.top_k is not None and args.top_k < 1:
-        raise StylusError(f"--top-k {args.top_k} must be at least 1")
+    if args.prompt is not None:  # lines of a --queries file are evaluation data: cut, not refused
+        limits.PROMPT.check("prompt", args.prompt)
+    if args.top_k is not None:
+        limits.TOP_K.check("--top-k", args.top_k)
     settings = settings_from_args(args)
     queries = read_queries(args.queries) if args.queries else None
     with open_catalog(settings) as store:

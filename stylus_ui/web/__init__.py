@@ -37,7 +37,7 @@ def create_demo(engine) -> gr.Blocks:
             with gr.Tab("Inpainting", id="inpaint"):
                 build_inpainting(engine)
             with gr.Tab("Catalog", id="catalog"):
-                catalog_widgets = build_catalog(engine)
+                catalog_widgets = build_catalog(engine, demo)
             with gr.Tab("About / Settings", id="about"):
                 status = build_about(engine)
         build_api(engine)
@@ -68,6 +68,19 @@ def _inside(path, folder) -> bool:
     from pathlib import Path
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def configure_logging() -> None:
+    """Stylus' own log lines (``stylus.*``: a refused request in one line, a fault with its
+    traceback) go to stderr at INFO; other libraries keep Python's default (warnings and up)."""
+    import logging
+    logger = logging.getLogger("stylus")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def build_app(settings=None) -> tuple[gr.Blocks, dict[str, Any]]:

@@ -1,4 +1,7 @@
-"""The "Catalog" tab: search and filter, open a card, curate it, import, re-index."""
+"""The "Catalog" tab: search and filter, open a card, curate it, import, re-index.
+
+On a public instance only a signed-in curator may write (``stylus_ui.web.auth``): every write
+callback checks it, and the page shows the tab read-only, with the reason, to everyone else."""
 from __future__ import annotations
 
 from functools import partial
@@ -9,7 +12,7 @@ import gradio as gr
 from catalog.card import BRINGS, CATEGORIES, PURPOSE_KINDS
 from catalog.safety import RATINGS
 from components.refiner.purpose import purpose_of
-from stylus_ui.web import render
+from stylus_ui.web import auth, render
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import RETRIEVAL
 
@@ -18,10 +21,13 @@ FLAGS = ["nsfw", "character", "real person", "refined", "not loadable"]
 STATUSES = ["all", "active", "blocked"]
 ANY = "any"
 SCREEN = "(screen)"  # rating choice: no curator rating, the content screen decides
+MAX_API_IMPORT = 5000  # models per Civitai API import started from the web app
 
 
-def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
+def build_catalog(engine, demo: gr.Blocks) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
     """Builds the tab; returns the widgets the app fills after start-up (base models, first cards)."""
+    session = gr.State({})  # this browser / client session's curator sign-in (server side)
+    access = build_sign_in(engine, session)
     with gr.Row():
         text = gr.Textbox(label="Search (name, id, tag, trigger word)", elem_id="catalog-search", scale=3)
         base = gr.Dropdown([ANY], value=ANY, label="Base model", allow_custom_value=True, scale=1)
@@ -41,7 +47,7 @@ def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
             detail = gr.HTML(elem_id="catalog-detail", elem_classes=["stylus-detail-box"])
         with gr.Column(scale=5):
             fields = build_edit_form()
-    build_import(engine)
+    imports = build_import(engine, session)
 
     filters = [text, base, category, flags, status]
     search = user_errors(partial(on_search, engine))
@@ -55,18 +61,63 @@ def build_catalog(engine) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
         open_fn, [card_id], [detail, *form], api_visibility="undocumented")
     save = user_errors(partial(on_save, engine))
     writes = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
+    # the session (gr.State) is an input of every write: gradio_client callers do not pass it
     # stable names (undocumented) so tests and scripts can drive catalog edits with gradio_client:
     # /catalog_save keeps the nine form fields it always took (gradio_client fills no defaults for an
     # undocumented endpoint); /catalog_save_all takes the whole form, purpose and rating included
-    fields["save"].click(save, [card_id, *form], [detail, *form, fields["status"]], api_name="catalog_save_all",
-                         **writes)
+    fields["save"].click(save, [card_id, *form, session], [detail, *form, fields["status"]],
+                         api_name="catalog_save_all", **writes)
     v1 = form[:len(FORM_V1)]
-    fields["save_v1"].click(user_errors(partial(on_save_v1, engine)), [card_id, *v1],
+    fields["save_v1"].click(user_errors(partial(on_save_v1, engine)), [card_id, *v1, session],
                             [detail, *v1, fields["status"]], api_name="catalog_save", **writes)
     for name, blocked in (("block", True), ("unblock", False)):
-        fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id],
+        fields[name].click(user_errors(partial(on_block, engine, blocked)), [card_id, session],
                            [detail, *form, fields["status"]], api_name=f"catalog_{name}", **writes)
+    wire_access(engine, demo, session, access, [*form, fields["save"], fields["block"], fields["unblock"]], imports)
     return base, results, summary
+
+
+def build_sign_in(engine, session: gr.State) -> dict[str, Any]:
+    """The read-only notice and the curator sign-in of a public instance (nothing on a private one)."""
+    s = engine.settings
+    widgets: dict[str, Any] = {"note": gr.Markdown(auth.access_line(s, auth.curator(s, None, None)),
+                                                   elem_id="catalog-access", visible=s.public)}
+    if not s.public:
+        return widgets
+    with gr.Accordion("Curator sign-in", open=False, elem_id="catalog-sign-in"):
+        if auth.hf_login_enabled(s):
+            gr.LoginButton()
+        if s.admin_token:
+            with gr.Row():
+                widgets["token"] = gr.Textbox(label="Admin token", type="password", scale=3,
+                                              elem_id="catalog-admin-token")
+                widgets["button"] = gr.Button("Sign in", scale=1, elem_id="catalog-sign-in-btn")
+    return widgets
+
+
+def wire_access(engine, demo: gr.Blocks, session: gr.State, access: dict[str, Any], form: list[Any],
+                imports: dict[str, Any]) -> None:
+    """Editable widgets follow the session's sign-in: at page load and after a sign-in."""
+    s = engine.settings
+    if not s.public:
+        return
+    editable = [*form, *imports["widgets"]]
+    allowed = [True] * len(form) + imports["allowed"]
+
+    def show_access(session: dict | None, profile: gr.OAuthProfile | None):
+        who = auth.curator(s, session, profile)
+        return [auth.access_line(s, who), *auth.access_updates(who, allowed)]
+
+    demo.load(user_errors(show_access), [session], [access["note"], *editable], api_visibility="undocumented")
+    if "button" in access:
+        def curator_login(token: str, session: dict | None):
+            session, line = auth.sign_in(s, token, session)
+            return [session, "", line, *auth.access_updates(auth.Curator("admin", "admin token"), allowed)]
+
+        outputs = [session, access["token"], access["note"], *editable]
+        access["button"].click(user_errors(curator_login), [access["token"], session], outputs, api_name="curator_login")
+        access["token"].submit(user_errors(curator_login), [access["token"], session], outputs,
+                               api_visibility="undocumented")
 
 
 FORM_V1 = ["description", "category", "tags", "triggers", "weight", "nsfw", "character", "blocked", "notes"]
@@ -104,7 +155,8 @@ def build_edit_form() -> dict[str, Any]:
     return f
 
 
-def build_import(engine) -> None:
+def build_import(engine, session: gr.State) -> dict[str, Any]:
+    """The import and re-index controls; returns them (and whether each may ever be used here)."""
     s = engine.settings
     folder_allowed = bool(s.folder_import_roots) or not s.public
     with gr.Accordion("Import and index", open=False, elem_id="catalog-import"):
@@ -120,15 +172,19 @@ def build_import(engine) -> None:
             with gr.Column():
                 token = gr.Textbox(label="Civitai API token (not stored)", type="password")
                 query = gr.Textbox(label="Search text (optional)")
-                limit = gr.Number(value=100, precision=0, minimum=1, label="At most this many models")
+                limit = gr.Number(value=100, precision=0, minimum=1, maximum=MAX_API_IMPORT,
+                                  label="At most this many models")
                 api_btn = gr.Button("Import from Civitai API")
         reindex_btn = gr.Button("Re-index catalog", elem_id="catalog-reindex")
         report = gr.Markdown(elem_id="catalog-import-report")
     common = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
-    dump_btn.click(user_errors(partial(on_import, engine, "file")), [dump], [report], **common)
-    folder_btn.click(user_errors(partial(on_import, engine, "folder")), [folder], [report], **common)
-    api_btn.click(user_errors(partial(on_import_api, engine)), [token, query, limit], [report], **common)
-    reindex_btn.click(user_errors(partial(on_reindex, engine)), None, [report], **common)
+    dump_btn.click(user_errors(partial(on_import, engine, "file")), [dump, session], [report], **common)
+    folder_btn.click(user_errors(partial(on_import, engine, "folder")), [folder, session], [report], **common)
+    api_btn.click(user_errors(partial(on_import_api, engine)), [token, query, limit, session], [report], **common)
+    reindex_btn.click(user_errors(partial(on_reindex, engine)), [session], [report], **common)
+    widgets = [dump, dump_btn, folder, folder_btn, token, query, limit, api_btn, reindex_btn]
+    allowed = [True, True, folder_allowed, folder_allowed, True, True, True, True, True]
+    return {"widgets": widgets, "allowed": allowed}
 
 
 # ---- callbacks ---------------------------------------------------------------------------
@@ -178,7 +234,8 @@ def _split(text: str) -> list[str]:
 def on_save(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
             weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str,
             concepts: str | None = None, kind: str | None = None, brings: list[str] | None = None,
-            rating: str | None = None):
+            rating: str | None = None, session: dict | None = None, profile: gr.OAuthProfile | None = None):
+    who = auth.require_curator(engine.settings, session, profile, "Saving a card")
     card = engine.card(card_id)
     changes: dict[str, Any] = {"blocked": bool(blocked), "notes": notes or ""}
     if (description or "") != card.effective_description():
@@ -205,21 +262,24 @@ def on_save(engine, card_id: str, description: str, category: str, tags: str, tr
             changes["purpose"] = purpose
     if bool(character) != card.is_character():
         changes["character"] = bool(character)
-    card = engine.edit_card(card.id, **changes)
+    card = engine.edit_card(card.id, editor=_editor(who), **changes)
     return [render.card_detail_html(card), *_form_values(card),
             f"Saved {render.esc(card.id)}: {render.esc(', '.join(sorted(changes)))}."]
 
 
 def on_save_v1(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
-               weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str):
+               weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str,
+               session: dict | None = None, profile: gr.OAuthProfile | None = None):
     """/catalog_save as scripts have called it: the nine older fields; purpose and rating stay as they are."""
     detail, *form, status = on_save(engine, card_id, description, category, tags, triggers, weight, nsfw,
-                                    character, blocked, notes)
+                                    character, blocked, notes, session=session, profile=profile)
     return [detail, *form[:len(FORM_V1)], status]
 
 
-def on_block(engine, blocked: bool, card_id: str):
-    card = engine.edit_card(engine.card(card_id).id, blocked=blocked)
+def on_block(engine, blocked: bool, card_id: str, session: dict | None = None,
+             profile: gr.OAuthProfile | None = None):
+    who = auth.require_curator(engine.settings, session, profile, "Blocking a card" if blocked else "Unblocking a card")
+    card = engine.edit_card(engine.card(card_id).id, editor=_editor(who), blocked=blocked)
     return [render.card_detail_html(card), *_form_values(card),
             f"{render.esc(card.id)} {'blocked: it is never retrieved' if blocked else 'unblocked'}."]
 
@@ -233,7 +293,14 @@ def _report_md(report) -> str:
     return "\n".join(lines)
 
 
-def on_import(engine, kind: str, value: str | None, progress=gr.Progress()):
+def _editor(who: auth.Curator) -> str:
+    """The catalog's edit log names who edited: the curator on a public instance."""
+    return "web" if who.how == "private instance" else f"web:{who.name}"
+
+
+def on_import(engine, kind: str, value: str | None, session: dict | None = None,
+              profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+    auth.require_curator(engine.settings, session, profile, "Importing")
     if not value:
         raise gr.Error("Choose a dump file first." if kind == "file" else "Type a folder path first.")
     progress(0, desc="importing")
@@ -241,13 +308,23 @@ def on_import(engine, kind: str, value: str | None, progress=gr.Progress()):
     return _report_md(report)
 
 
-def on_import_api(engine, token: str, query: str, limit: float | None, progress=gr.Progress()):
-    progress(0, desc="importing from the Civitai API")
-    return _report_md(engine.import_civitai_api(token=token or "", query=query or "",
-                                                limit=int(limit) if limit else None))
+def on_import_api(engine, token: str, query: str, limit: float | None, session: dict | None = None,
+                  profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+    auth.require_curator(engine.settings, session, profile, "Importing from the Civitai API")
+    if limit is None:
+        limit = 100
+    if not 1 <= float(limit) <= MAX_API_IMPORT:
+        raise gr.Error(f"At most {limit:g} models is not allowed; use 1 to {MAX_API_IMPORT}.",
+                       print_exception=False)
+    from components.redact import secrets_registered
+    with secrets_registered([token or ""]):  # a 401 body or a log line that echoes it is redacted
+        progress(0, desc="importing from the Civitai API")
+        return _report_md(engine.import_civitai_api(token=token or "", query=query or "", limit=int(limit)))
 
 
-def on_reindex(engine, progress=gr.Progress()):
+def on_reindex(engine, session: dict | None = None, profile: gr.OAuthProfile | None = None,
+               progress=gr.Progress()):
+    auth.require_curator(engine.settings, session, profile, "Re-indexing")
     progress(0, desc="indexing")
     return f"**Index**: {render.esc(engine.reindex())}"
 

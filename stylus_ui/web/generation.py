@@ -7,16 +7,19 @@ their settings): no tensors, no PIL images.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, get_args
 
 import gradio as gr
 
 from catalog.settings import CHARACTER_POLICIES
+from components import limits
 from components.types import GenerationRequest, MaskStrategy
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
@@ -27,7 +30,11 @@ MAX_CARDS_SHOWN = 24
 STRATEGIES = list(get_args(MaskStrategy))
 COMPOSERS = ["offline", "llm"]
 GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
-RETRIEVAL = "retrieval"  # selects and catalog writes: an edit re-indexes, a select reads the index
+RETRIEVAL = "retrieval"  # catalog writes: an edit re-indexes
+# Selects (retrieve + compose) have their own group: a compose may wait on an LLM (at most
+# llm_total_timeout_s), and neither catalog writes nor other users' selects queue behind it.
+# The engine's index lock keeps a retrieval and a re-index apart.
+SELECT, SELECT_CONCURRENCY = "select", 4
 
 
 @dataclass
@@ -69,23 +76,29 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
     s = engine.settings
     with gr.Accordion("Advanced", open=False, elem_id=f"{mode}-advanced"):
         with gr.Row():
-            steps = gr.Slider(1, 100, value=d.steps, step=1, label="Steps")
-            guidance = gr.Slider(0.0, 20.0, value=7.0, step=0.5, label="Guidance")
-            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+            # every range from components.limits: the engine refuses the same values the UI cannot set
+            steps = gr.Slider(limits.STEPS.low, limits.STEPS.high, value=d.steps, step=1, label="Steps")
+            guidance = gr.Slider(limits.GUIDANCE.low, limits.GUIDANCE.high, value=7.0, step=0.5, label="Guidance")
+            seed = gr.Number(value=0, precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high, label="Seed")
         with gr.Row():
-            n = gr.Slider(1, 16, value=d.num_images, step=1, label="Variants")
+            n = gr.Slider(limits.NUM_IMAGES.low, limits.NUM_IMAGES.high, value=d.num_images, step=1,
+                          label="Variants")
             strategy = gr.Dropdown(STRATEGIES, value="one_hot_loras", label="Mask strategy")
-            debias = gr.Textbox(label="Debias (appended to every prompt)", placeholder="realistic, best quality")
+            debias = gr.Textbox(label="Debias (appended to every prompt)", placeholder="realistic, best quality",
+                                max_length=limits.DEBIAS.most)
         with gr.Row():
-            width = gr.Slider(64, 1024, value=d.size, step=8, label="Width")
-            height = gr.Slider(64, 1024, value=d.size, step=8, label="Height")
+            width = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.size, step=limits.SIDE.step, label="Width")
+            height = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.size, step=limits.SIDE.step,
+                               label="Height")
         with gr.Row():
             composer = gr.Radio(COMPOSERS, value=s.composer, label="Composer")
             llm_model = gr.Textbox(value=s.llm_model, label="LLM model (litellm name)",
                                    placeholder="openai/gpt-4o-mini")
         with gr.Row():
-            top_k = gr.Slider(1, 500, value=s.top_k, step=1, label="Top-K retrieved")
-            per_topic = gr.Slider(0, 10, value=s.adapters_per_topic, step=1, label="Adapters per topic")
+            top_k = gr.Slider(limits.TOP_K.low, limits.TOP_K.high, value=min(s.top_k, limits.TOP_K.high), step=1,
+                              label="Top-K retrieved")
+            per_topic = gr.Slider(limits.ADAPTERS_PER_TOPIC.low, limits.ADAPTERS_PER_TOPIC.high,
+                                  value=s.adapters_per_topic, step=1, label="Adapters per topic")
             characters = gr.Radio(list(CHARACTER_POLICIES), value=s.characters, label="Character adapters",
                                   info="named: only characters the prompt names; all: also ones it describes")
     return ([steps, guidance, seed, n, strategy, debias, width, height],
@@ -108,7 +121,9 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
             with gr.Row():
                 select_btn = gr.Button("Select adapters", elem_id=f"{mode}-select")
                 generate_btn = gr.Button("Generate", elem_id=f"{mode}-generate")
-            run_btn = gr.Button("Select + generate", variant="primary", elem_id=f"{mode}-run")
+            with gr.Row():
+                run_btn = gr.Button("Select + generate", variant="primary", elem_id=f"{mode}-run", scale=3)
+                stop_btn = gr.Button("Stop", variant="stop", elem_id=f"{mode}-stop", scale=1, min_width=80)
             options, select_options = build_advanced(engine, mode)
             if examples:
                 gr.Examples([[e] for e in examples], inputs=[prompt], label="Prompt presets")
@@ -132,16 +147,19 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
     gen_inputs = [prompt, negative, mapping, *options, *extra_inputs, state]
     gen_outputs = [gallery, baseline, timings, details, download, state]
     select_fn = user_errors(partial(on_select, engine))
-    generate_fn = user_errors(partial(on_generate, engine, mode, read_extra))
+    generate_fn = cancellable(user_errors(partial(on_generate, engine, mode, read_extra)))
     select_inputs = [prompt, *select_options, state]
-    select_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=RETRIEVAL, concurrency_limit=1,
-                     api_visibility="undocumented")
-    generate_btn.click(generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
-                       api_visibility="undocumented")
-    run_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=RETRIEVAL, concurrency_limit=1,
-                  api_visibility="undocumented").success(
-        generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU, concurrency_limit=1,
-        api_visibility="undocumented")
+    select_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=SELECT,
+                     concurrency_limit=SELECT_CONCURRENCY, api_visibility="undocumented")
+    generating = generate_btn.click(generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU,
+                                    concurrency_limit=1, api_visibility="undocumented")
+    selecting = run_btn.click(select_fn, select_inputs, select_outputs, concurrency_id=SELECT,
+                              concurrency_limit=SELECT_CONCURRENCY, api_visibility="undocumented")
+    run_generating = selecting.success(generate_fn, gen_inputs, gen_outputs, concurrency_id=GPU,
+                                       concurrency_limit=1, api_visibility="undocumented")
+    # Stop: a queued job leaves the queue; a running one stops at its next denoising step
+    stop_btn.click(None, None, None, cancels=[generating, selecting, run_generating],
+                   api_visibility="undocumented")
     gallery.select(user_errors(on_pick), [state], [details, download], api_visibility="undocumented")
     wire_mapping_editor(engine, edit_widgets, mapping, mapping_note)
     return panel
@@ -217,6 +235,24 @@ def on_add(engine, rows: Any, card_id: str | None, keyword: str, weight: float |
 
 
 # ---- select / generate / pick --------------------------------------------------------------
+def cancellable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An async callback that runs ``fn(..., cancel=event)`` in a worker thread.
+
+    Gradio stops a job (Stop button, ``cancels=``, gradio_client's ``Job.cancel()``) by
+    cancelling its asyncio task; a thread cannot be stopped from outside, so the cancellation
+    sets ``event``, which the generation checks between denoising steps: it stops, releases the
+    generator and the next job in the queue starts."""
+    @wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cancel = threading.Event()
+        try:  # asyncio.to_thread, not anyio's: its cancellation reaches here while the thread runs
+            return await asyncio.to_thread(fn, *args, cancel=cancel, **kwargs)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+    return wrapper
+
+
 def _prompt(prompt: str) -> str:
     prompt = (prompt or "").strip()
     if not prompt:
@@ -251,7 +287,7 @@ def mapping_note(comp) -> str:
 def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows: Any,
                 steps: float, guidance: float, seed: float | None, n: float, strategy: str, debias: str,
                 width: float, height: float, image: Any, editor: Any, strength: float, state: dict | None,
-                progress=gr.Progress()):
+                progress=gr.Progress(), *, cancel: threading.Event | None = None):
     prompt = _prompt(prompt)
     size = (int(width) // 8 * 8, int(height) // 8 * 8)
     comp = engine.composition_from_rows(prompt, render.rows_to_dicts(rows))
@@ -260,7 +296,8 @@ def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows:
         seed=int(seed or 0), num_images=int(n), mask_strategy=strategy, debias=debias or "",
         width=size[0], height=size[1], composition=comp, **read_extra(size, image, editor, strength))
     progress(0, desc="starting")
-    result = engine.generate(request, progress=lambda i, total: progress((i, total), desc="denoising"))
+    result = engine.generate(request, progress=lambda i, total: progress((i, total), desc="denoising"),
+                             cancel=cancel)
     out_dir = Path(engine.settings.output_dir) / time.strftime("%Y%m%d")
     names = {a.card_id: a.name for t in comp.topics for a in t.adapters}
     images, gallery = [], []

@@ -8,13 +8,14 @@ import gradio as gr
 from stylus_ui.web.assets import example_image_path
 from stylus_ui.web.generation import Panel, build_panel
 from stylus_ui.web.images import to_rgb
+from stylus_ui.web.uploads import checked
 
 
-def _extra() -> list:
+def _extra(settings) -> list:
     example = example_image_path()
-    image = gr.Image(label="Input image (resized to width x height)", type="filepath", height=260,
+    image = checked(gr.Image(label="Input image (resized to width x height)", type="filepath", height=260,
                      elem_id="img2img-image", sources=["upload", "clipboard"],
-                     value=str(example) if example else None)
+                     value=str(example) if example else None), "input image", settings)
     strength = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength (how much to change)",
                          elem_id="img2img-strength")
     return [image, gr.State(None), strength]
@@ -26,4 +27,4 @@ def _read(settings, size, image, editor, strength) -> dict:
 
 
 def build_image_translation(engine) -> Panel:
-    return build_panel(engine, "img2img", _extra, partial(_read, engine.settings))
+    return build_panel(engine, "img2img", partial(_extra, engine.settings), partial(_read, engine.settings))

@@ -64,10 +64,16 @@ def editor_to_image_and_mask(value: Any, size: tuple[int, int],
         raise ValueError(f"image is {background.shape[1]}x{background.shape[0]} pixels; the limit is "
                          f"{limit:,} pixels (setting STYLUS_MAX_UPLOAD_PIXELS); resize it first")
     painted = np.zeros(background.shape[:2], dtype=bool)
-    for layer in value.get("layers") or []:
+    for i, layer in enumerate(value.get("layers") or [], 1):
         layer = np.asarray(layer)
-        if layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == painted.shape:
+        if layer.shape[:2] != painted.shape:
+            raise ValueError(f"mask layer {i} is {layer.shape[1]}x{layer.shape[0]} but the image is "
+                             f"{painted.shape[1]}x{painted.shape[0]}; paint the mask on the image in the editor "
+                             f"(or upload a mask of the same size)")
+        if layer.ndim == 3 and layer.shape[2] == 4:
             painted |= layer[..., 3] > 0
+        elif layer.ndim == 2 or (layer.ndim == 3 and layer.shape[2] in (1, 3)):
+            painted |= (layer if layer.ndim == 2 else layer.max(axis=2)) > 127  # white = repaint
     if not painted.any():
         raise ValueError("the mask is empty: paint over the part of the image to repaint with the brush")
     init = to_rgb(background[..., :3] if background.ndim == 3 else background, size, "image")

@@ -8,15 +8,17 @@ import gradio as gr
 from stylus_ui.web.assets import example_image_path
 from stylus_ui.web.generation import Panel, build_panel
 from stylus_ui.web.images import editor_to_image_and_mask
+from stylus_ui.web.uploads import checked
 
 
-def _extra() -> list:
+def _extra(settings) -> list:
     example = example_image_path()
-    editor = gr.ImageMask(
+    editor = checked(gr.ImageMask(
         label="Image and mask (paint white over what to repaint)", type="numpy", height=320,
         elem_id="inpaint-editor", sources=["upload", "clipboard"], layers=False,
         brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
-        value={"background": str(example), "layers": [], "composite": str(example)} if example else None)
+        value={"background": str(example), "layers": [], "composite": str(example)} if example else None),
+        "image", settings)
     strength = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Strength inside the mask",
                          elem_id="inpaint-strength")
     return [gr.State(None), editor, strength]
@@ -28,4 +30,4 @@ def _read(settings, size, image, editor, strength) -> dict:
 
 
 def build_inpainting(engine) -> Panel:
-    return build_panel(engine, "inpaint", _extra, partial(_read, engine.settings))
+    return build_panel(engine, "inpaint", partial(_extra, engine.settings), partial(_read, engine.settings))
