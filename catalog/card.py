@@ -23,6 +23,7 @@ LOADABLE_TYPES = ("LoRA", "LoCon", "unknown")  # unknown: no file seen yet; the 
 CATEGORIES = ("style", "character", "clothing", "concept", "background", "pose", "object",
               "vehicle", "animal", "building", "action", "food", "plant", "tool", "other")
 MIN_WEIGHT, MAX_WEIGHT = -2.0, 2.0
+MIN_INT, MAX_INT = -2**63, 2**63 - 1  # what an SQLite INTEGER column holds
 
 _BASE_MODELS = {
     "sd 1.4": "SD 1.4", "sd1.4": "SD 1.4",
@@ -172,8 +173,8 @@ class AdapterCard(BaseModel):
 
     id: str = Field(min_length=1, max_length=300)
     source: Source
-    civitai_model_id: int | None = None
-    civitai_version_id: int | None = None
+    civitai_model_id: int | None = Field(default=None, ge=MIN_INT, le=MAX_INT)
+    civitai_version_id: int | None = Field(default=None, ge=MIN_INT, le=MAX_INT)
     hf_repo: str | None = None
     name: str = Field(min_length=1)
     version_name: str = ""
@@ -191,7 +192,7 @@ class AdapterCard(BaseModel):
     real_person: bool = False
     files: list[AdapterFile] = Field(default_factory=list)
     local_path: str | None = None
-    download_count: int = 0
+    download_count: int = Field(default=0, ge=MIN_INT, le=MAX_INT)
     notices: list[str] = Field(default_factory=list)  # e.g. "LoHa: not loadable by diffusers"
     extra: dict = Field(default_factory=dict)  # source facts with no field (kohya ss_* keys, ...)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import reprlib
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,7 +53,10 @@ class SafetensorsHeader:
                 continue
             if not isinstance(info, dict) or not isinstance(info.get("shape"), list):
                 raise LoraFileError(f"{where}: tensor {name!r} has no shape in the header")
-            shapes[name] = tuple(int(d) for d in info["shape"])
+            if not all(_is_count(d) for d in info["shape"]):
+                raise LoraFileError(f"{where}: tensor {name!r} has shape {_shown(info['shape'])}; "
+                                    "expected a list of whole numbers, none negative")
+            shapes[name] = tuple(info["shape"])
             dtypes[name] = str(info.get("dtype", ""))
         return cls(metadata={str(k): str(v) for k, v in meta.items()}, shapes=shapes, dtypes=dtypes)
 
@@ -88,13 +93,13 @@ class LoraInfo:
         raw = self.metadata.get("ss_tag_frequency", "")
         try:
             dirs = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # broken JSON, a 5,000-digit number, deep nesting
             return Counter()
         total: Counter = Counter()
         for tags in (dirs.values() if isinstance(dirs, dict) else []):
             if isinstance(tags, dict):
                 for tag, n in tags.items():
-                    if isinstance(n, (int, float)):
+                    if isinstance(n, (int, float)) and math.isfinite(n):
                         total[str(tag).strip()] += int(n)
         return total
 
@@ -120,6 +125,10 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LoraFileError(f"{path}: safetensors header is not valid JSON ({exc}); "
                             "not a safetensors file or corrupted") from None
+    except (RecursionError, ValueError) as exc:  # ValueError: an integer of more than 4,300 digits
+        why = "nested too deeply" if isinstance(exc, RecursionError) else f"unreadable ({str(exc)[:120]})"
+        raise LoraFileError(f"{path}: safetensors header is JSON {why}; "
+                            "not a safetensors file or corrupted") from None
     parsed = SafetensorsHeader.from_json(header, str(path))
     _check_offsets(header, size - 8 - n, path)
     return parsed
@@ -131,9 +140,11 @@ def _check_offsets(header: dict, data_bytes: int, path: Path) -> None:
         if name == "__metadata__":
             continue
         offsets = info.get("data_offsets")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
-            raise LoraFileError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
-        end = max(end, int(offsets[1]))
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+                and offsets[0] <= offsets[1]):
+            raise LoraFileError(f"{path}: tensor {name!r} has invalid data_offsets {_shown(offsets)}; "
+                                "expected [begin, end], whole numbers with 0 <= begin <= end")
+        end = max(end, offsets[1])
     if end > data_bytes:
         raise LoraFileError(f"{path}: truncated: the header needs {end} bytes of tensor data, "
                             f"the file has {data_bytes}")
@@ -297,5 +308,15 @@ def file_hashes(path: str | Path, store: "CatalogStore | None" = None) -> tuple[
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf", "1e400"
         return None
+
+
+def _is_count(value: Any) -> bool:
+    """A whole number, not negative (JSON true/false and floats are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shown(value: Any) -> str:
+    """A header value in a message, cut short (a hostile header can be 100 MB, or deeply nested)."""
+    return reprlib.repr(value)

@@ -255,11 +255,33 @@ class CatalogStore:
     def upsert(self, card: AdapterCard, conn: sqlite3.Connection | None = None) -> UpsertStatus:
         """Insert or update the source part of ``card``; refined and curation are kept.
 
-        Pass ``conn`` from :meth:`transaction` to group several upserts in one commit.
+        Pass ``conn`` from :meth:`transaction` to group several upserts in one commit. A card
+        SQLite cannot hold raises :class:`CatalogError` and writes nothing (the transaction
+        stays usable for the other cards).
         """
         if conn is None:
             with self.transaction() as tx:
                 return self.upsert(card, tx)
+        try:
+            return self._upsert(card, conn)
+        except OverflowError:  # checked before anything is written
+            raise CatalogError(f"card {card.id!r} cannot be stored: a number in it is outside SQLite's "
+                               f"64-bit integers") from None
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end]
+            raise CatalogError(f"card {card.id!r} cannot be stored: its text holds {bad!r}, which is not "
+                               f"valid Unicode (a lone UTF-16 surrogate)") from None
+
+    def upsert_counted(self, card: AdapterCard, report: ImportReport, item: str,
+                       conn: sqlite3.Connection | None = None) -> None:
+        """Upsert ``card`` and count it in ``report``; a card the catalog cannot hold is skipped
+        there as ``item`` with the reason, and the import goes on."""
+        try:
+            report.count(self.upsert(card, conn))
+        except CatalogError as exc:
+            report.skip(item, str(exc))
+
+    def _upsert(self, card: AdapterCard, conn: sqlite3.Connection) -> UpsertStatus:
         row = conn.execute("SELECT content_hash, source_json FROM cards WHERE id=?", (card.id,)).fetchone()
         if row is not None:
             card = _keep_local_facts(card, json.loads(row[1]))

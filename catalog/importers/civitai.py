@@ -70,10 +70,14 @@ class _Batch:
     def flush(self, complete: bool = False) -> None:
         with self.store.transaction() as tx:
             for card in self.cards:
-                self.report.count(self.store.upsert(card, tx))
+                self.store.upsert_counted(card, self.report, _card_label(card), tx)
             state = self.identity | {"record": 0 if complete else self.record, "complete": complete}
             self.store.set_state(self.key, state, tx)
         self.cards = []
+
+
+def _card_label(card: Any) -> str:
+    return f"civitai item {card.civitai_model_id} version {card.civitai_version_id}"
 
 
 def _add_item(item: Any, number: int, seen: dict[str, int], batch: _Batch, report: ImportReport) -> None:
@@ -153,7 +157,11 @@ def _parse_line(line: bytes, number: int, report: ImportReport) -> Any:
         return json.loads(text.strip())
     except json.JSONDecodeError as exc:
         report.skip(f"line {number}", f"broken JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})")
-        return None
+    except RecursionError:
+        report.skip(f"line {number}", "JSON nested too deeply to read (deeper than Python's recursion limit)")
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        report.skip(f"line {number}", f"JSON that cannot be read: {str(exc)[:120]}")
+    return None
 
 
 def _array_records(stream: IO[bytes], report: ImportReport, start: int) -> Iterator[tuple[int, Any]]:
@@ -166,6 +174,11 @@ def _array_records(stream: IO[bytes], report: ImportReport, start: int) -> Itera
     except json.JSONDecodeError as exc:
         raise CatalogError(f"the JSON array is broken at line {exc.lineno} column {exc.colno}: {exc.msg}; "
                            f"nothing was imported (JSONL files can skip single broken lines)") from None
+    except (RecursionError, ValueError) as exc:  # ValueError: an integer of more than 4,300 digits
+        why = ("is nested too deeply" if isinstance(exc, RecursionError)
+               else f"holds a value that cannot be read ({str(exc)[:120]})")
+        raise CatalogError(f"the JSON array {why}; nothing was imported (JSONL files can skip single "
+                           f"broken lines)") from None
     for number, item in enumerate(items, 1):
         if number > start:
             yield number, item

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from catalog.card import AdapterCard, AdapterFile, ExampleImage, normalize_base_model
+from catalog.card import MAX_INT, AdapterCard, AdapterFile, ExampleImage, normalize_base_model
 
 MAX_RAW_DESCRIPTION = 1_000_000  # characters of author HTML kept per card
 MAX_CLEAN_DESCRIPTION = 20_000  # characters of clean text kept for display and search
@@ -38,6 +38,13 @@ class RawFile(_Raw):
     metadata: dict[str, Any] | None = None
 
 
+def _valid_id(v: int) -> int:
+    """Civitai ids are positive; the catalog (SQLite) holds them up to 2^63-1."""
+    if not 0 < v <= MAX_INT:
+        raise ValueError(f"id must be a whole number from 1 to {MAX_INT}")
+    return v
+
+
 class RawVersion(_Raw):
     id: int
     name: str = ""
@@ -48,6 +55,8 @@ class RawVersion(_Raw):
     files: list[dict[str, Any]] = Field(default_factory=list)
     images: list[dict[str, Any]] | None = None
     stats: dict[str, Any] | None = None
+
+    _id = field_validator("id")(_valid_id)
 
 
 class RawItem(_Raw):
@@ -62,12 +71,7 @@ class RawItem(_Raw):
     stats: dict[str, Any] | None = None
     modelVersions: list[Any]
 
-    @field_validator("id")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v <= 0:
-            raise ValueError(f"id must be a positive integer, got {v}")
-        return v
+    _id = field_validator("id")(_valid_id)
 
 
 def describe_error(exc: ValidationError) -> str:
@@ -115,9 +119,15 @@ class _TextExtractor(HTMLParser):
 
 def clean_html(html: str, max_chars: int = MAX_CLEAN_DESCRIPTION) -> tuple[str, bool]:
     """Visible text of ``html`` with whitespace tidied; returns (text, truncated)."""
+    markup = html[: max_chars * 20]  # more markup than that cannot yield more kept text
     parser = _TextExtractor()
-    parser.feed(html[: max_chars * 20])  # more markup than that cannot yield more kept text
-    parser.close()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except AssertionError:  # html.parser gives up on marked sections such as "<![foo[": read them as text
+        parser = _TextExtractor()
+        parser.feed(markup.replace("<![", "&lt;!["))
+        parser.close()
     text = "".join(parser.parts).replace("\xa0", " ")
     lines = [re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -172,7 +182,8 @@ def example_from_image(img: dict[str, Any], stems: set[str]) -> ExampleImage | N
         names.append(name)
         if weight is None and name.lower() in stems:
             weight = w
-    for res in meta.get("resources") or []:
+    resources = meta.get("resources")
+    for res in resources if isinstance(resources, list) else []:
         if not isinstance(res, dict) or str(res.get("type", "")).lower() not in ("lora", "lycoris", "locon"):
             continue
         name = str(res.get("name") or "").strip()

@@ -54,7 +54,7 @@ def import_folder(store: CatalogStore, folder: str | Path, *, allow_pickle: bool
             continue
         seen[card.id] = path
         report.notices += [f"{rel}: {n}" for n in card.notices]
-        report.count(store.upsert(merge_with_existing(store, card)))
+        store.upsert_counted(merge_with_existing(store, card), report, str(rel))
     return report
 
 
@@ -172,24 +172,34 @@ def trigger_words(info: LoraInfo | None, side: Sidecars) -> list[str]:
 def local_file(path: Path, side: Sidecars, sha: str, autov2: str, notices: list[str],
                pickle: bool) -> AdapterFile:
     remote = _matching_remote_file(side, path.name, sha)
-    remote_sha = str((remote.get("hashes") or {}).get("SHA256") or "").upper()
+    remote_sha = _remote_sha256(remote)
     if remote_sha and remote_sha != sha:
         notices.append(f"file differs from the Civitai version's file {remote.get('name')!r} "
                        f"(SHA256 {sha[:10]}... vs {remote_sha[:10]}...)")
     return AdapterFile(name=path.name, size_kb=round(path.stat().st_size / 1024, 1), sha256=sha,
-                       autov2=autov2, download_url=remote.get("downloadUrl"), primary=True,
+                       autov2=autov2, download_url=_str_or_none(remote.get("downloadUrl")), primary=True,
                        format="PickleTensor" if pickle else "SafeTensor")
 
 
 def _matching_remote_file(side: Sidecars, name: str, sha: str) -> dict:
-    files = [f for f in side.civitai.get("files") or [] if isinstance(f, dict)]
+    raw_files = side.civitai.get("files")
+    files = [f for f in (raw_files if isinstance(raw_files, list) else []) if isinstance(f, dict)]
     for f in files:
-        if str((f.get("hashes") or {}).get("SHA256") or "").upper() == sha:
+        if _remote_sha256(f) == sha:
             return f
     for f in files:
         if str(f.get("name", "")).lower() == name.lower():
             return f
     return next((f for f in files if f.get("primary")), files[0] if files else {})
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _remote_sha256(remote: dict) -> str:
+    hashes = remote.get("hashes")
+    return str(hashes.get("SHA256") or "").upper() if isinstance(hashes, dict) else ""
 
 
 def extra_facts(info: LoraInfo | None, side: Sidecars) -> dict:

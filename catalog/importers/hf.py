@@ -23,6 +23,7 @@ from catalog.lora_file import (PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, LoraFileErro
                                reconcile_base_model)
 from catalog.store import CatalogError, CatalogStore, ImportReport
 
+from . import without_token
 from .folder import type_notices
 from .sidecars import clean_text
 
@@ -74,7 +75,7 @@ def import_hf(store: CatalogStore, repo_or_dir: str | Path, *, token: str = "",
             report.skip(wf.name, f"invalid model card data: {exc}")
             continue
         report.notices += [f"{wf.name}: {n}" for n in card.notices]
-        report.count(store.upsert(card))
+        store.upsert_counted(card, report, wf.name)
     return report
 
 
@@ -144,7 +145,8 @@ def read_hub_repo(repo_id: str, token: str, report: ImportReport) -> HfRepo:
             elif s.rfilename.lower().endswith(PICKLE_SUFFIXES) and "/" not in s.rfilename:
                 report.skip(s.rfilename, "pickle format (can run code when loaded); refused")
     except (httpx.HTTPError, OSError, ValueError) as exc:  # HfHubHTTPError is both
-        raise CatalogError(f"hub repository {repo_id!r} could not be read: {exc}") from exc
+        raise CatalogError(f"hub repository {repo_id!r} could not be read: "
+                           f"{without_token(str(exc), token)}") from exc
     return repo
 
 
@@ -155,8 +157,10 @@ def parse_model_card(text: str) -> tuple[dict[str, Any], str, list[str]]:
         return {}, text or "", []
     try:
         front = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date such as 2023-13-45
         return {}, text[m.end():], [f"README.md front matter is not valid YAML ({str(exc)[:120]}); ignored"]
+    except RecursionError:
+        return {}, text[m.end():], ["README.md front matter is YAML nested too deeply to read; ignored"]
     if not isinstance(front, dict):
         return {}, text[m.end():], ["README.md front matter is not a mapping; ignored"]
     return front, text[m.end():], []
@@ -210,12 +214,20 @@ def widget_examples(front: dict[str, Any], repo_dir: Path | None) -> list[Exampl
             continue
         output = w.get("output") if isinstance(w.get("output"), dict) else {}
         ref = str(output.get("url") or "")
-        local = repo_dir / ref if repo_dir and ref and not ref.startswith("http") else None
-        inside = local is not None and local.resolve().is_relative_to(repo_dir.resolve()) and local.is_file()
+        local = _file_inside(repo_dir, ref) if repo_dir and ref and not ref.startswith("http") else None
         out.append(ExampleImage(prompt=str(w["text"]).strip(),
                                 url=ref if ref.startswith("http") else None,
-                                local_path=str(local) if inside else None))
+                                local_path=str(local) if local else None))
     return out
+
+
+def _file_inside(repo_dir: Path, ref: str) -> Path | None:
+    """``repo_dir / ref`` when that is a file inside ``repo_dir``; None for anything else."""
+    local = repo_dir / ref
+    try:
+        return local if local.resolve().is_relative_to(repo_dir.resolve()) and local.is_file() else None
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return None
 
 
 def _as_list(value: Any) -> list:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import html
 import json
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nh3
 
-from catalog.card import ExampleImage, normalize_base_model
+from catalog.card import MAX_INT, ExampleImage, normalize_base_model
 
 MAX_SIDECAR_BYTES = 20 * 1024 * 1024
 PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.jpeg", ".jpeg",
@@ -67,7 +68,7 @@ class Sidecars:
         """A1111 stores 0 for "not set"."""
         try:
             w = float(self.a1111.get("preferred weight", 0) or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
             return None
         return w or None
 
@@ -76,9 +77,9 @@ class Sidecars:
                    or self.civitai.get("description") or "")
 
     def tags(self) -> list[str]:
-        raw = self.model.get("tags") or []
-        tags = [t.get("name", "") if isinstance(t, dict) else str(t) for t in raw]
-        return list(dict.fromkeys(t.strip() for t in tags if str(t).strip()))
+        raw = self.model.get("tags")
+        tags = [str(t.get("name") or "") if isinstance(t, dict) else str(t) for t in _as_list(raw)]
+        return list(dict.fromkeys(t.strip() for t in tags if t.strip()))
 
 
 def safe_inside(path: Path, root: Path) -> bool:
@@ -96,11 +97,17 @@ def read_sidecars(weight_file: Path, root: Path) -> Sidecars:
     stem = weight_file.with_suffix("")
     info = _read_json(Path(f"{stem}.civitai.info"), root, out.notices)
     if info is not None:
-        if _as_int(info.get("id")) is None:
+        if "id" in info and _as_int(info["id"]) is None:
+            out.notices.append(f"{stem}.civitai.info: version id {reprlib.repr(info['id'])} is not a whole "
+                               f"number from 0 to {MAX_INT}; ignored")
+        elif _as_int(info.get("id")) is None:
             out.notices.append(f"{stem}.civitai.info has no Civitai version id "
                                f"({str(info.get('error', 'no id field'))[:80]}); ignored")
         else:
             out.civitai = info
+            if "modelId" in info and _as_int(info["modelId"]) is None:
+                out.notices.append(f"{stem}.civitai.info: model id {reprlib.repr(info['modelId'])} is not a "
+                                   f"whole number from 0 to {MAX_INT}; left out")
     a1111 = _read_json(Path(f"{stem}.json"), root, out.notices)
     if a1111 is not None:
         out.a1111 = a1111
@@ -129,6 +136,12 @@ def _read_json(path: Path, root: Path, notices: list[str]) -> dict | None:
     except (OSError, json.JSONDecodeError) as exc:
         notices.append(f"sidecar {path} is not valid JSON ({exc}); ignored")
         return None
+    except RecursionError:
+        notices.append(f"sidecar {path} is JSON nested too deeply to read; ignored")
+        return None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        notices.append(f"sidecar {path} cannot be read ({str(exc)[:120]}); ignored")
+        return None
     if not isinstance(data, dict):
         notices.append(f"sidecar {path} holds a JSON {type(data).__name__}, not an object; ignored")
         return None
@@ -138,15 +151,17 @@ def _read_json(path: Path, root: Path, notices: list[str]) -> dict | None:
 def civitai_examples(info: dict[str, Any], lora_name: str) -> list[ExampleImage]:
     """Example images of a Civitai version JSON, with this adapter's ``<lora:NAME:W>`` weight."""
     out = []
-    for img in info.get("images") or []:
+    for img in _as_list(info.get("images")):
         if not isinstance(img, dict):
             continue
         meta = img.get("meta") if isinstance(img.get("meta"), dict) else {}
         prompt = str(meta.get("prompt") or "")
         names, weight = lora_weights(prompt, lora_name)
         nsfw = img.get("nsfw")
+        url = img.get("url")
         out.append(ExampleImage(
-            url=img.get("url"), width=_as_int(img.get("width")), height=_as_int(img.get("height")),
+            url=url if isinstance(url, str) else None,
+            width=_as_int(img.get("width")), height=_as_int(img.get("height")),
             nsfw=nsfw not in (None, False, "None", "none", ""), prompt=prompt,
             negative_prompt=str(meta.get("negativePrompt") or ""), lora_weight=weight, lora_names=names))
     return out
@@ -178,11 +193,17 @@ def base_model_of(raw: str) -> str:
     return normalize_base_model(raw) if raw else "unknown"
 
 
+def _as_list(value: Any) -> list:
+    """A JSON list as is; anything else (a number, an object, a string) as no entries."""
+    return value if isinstance(value, list) else []
+
+
 def _as_int(value: Any) -> int | None:
+    """A whole number 0..MAX_INT (an id, a size) from an int or a string of digits; else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 19:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_INT:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     return None

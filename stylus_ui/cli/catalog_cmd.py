@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from stylus_ui.cli.common import add_common, print_json, settings_from_args
+from stylus_ui.cli.common import add_common, print_json, secret_arg, settings_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,7 +122,7 @@ def _import_civitai_api(args):
     settings = settings_from_args(args)
     with _open(args, seed=False) as store:
         return _report(import_civitai_api(
-            store, base_url=args.base_url, token=args.token or settings.civitai_token,
+            store, base_url=args.base_url, token=secret_arg(args.token) or settings.civitai_token,
             base_models=tuple(args.base_model or ["SD 1.5"]), query=args.query, limit=args.limit,
             restart=args.restart, progress=True))
 
@@ -146,8 +146,10 @@ def _import_hf(args):
 def _build_starter(args):
     from catalog.build_starter import build_starter
     from catalog.starter import STARTER_PATH
+    from components.index.shipped import write_starter_vectors
     from components.refiner.offline import starter_refiner
-    print(build_starter(args.dump, args.out or STARTER_PATH, n=args.n, refiner=starter_refiner))
+    print(build_starter(args.dump, args.out or STARTER_PATH, n=args.n, refiner=starter_refiner,
+                        vectors=write_starter_vectors))
     return 0
 
 

@@ -44,7 +44,9 @@ def _refine(args: argparse.Namespace) -> int:
 def _vlm(args: argparse.Namespace, settings, store) -> int:
     from components.refiner.vlm import VlmRefiner
 
-    overrides = {k: v for k, v in (("llm_api_base", args.api_base), ("llm_api_key", args.api_key)) if v is not None}
+    from stylus_ui.cli.common import secret_arg
+    overrides = {k: v for k, v in (("llm_api_base", args.api_base), ("llm_api_key", secret_arg(args.api_key)))
+                 if v is not None}
     refiner = VlmRefiner.from_settings(settings.replace(**overrides), model=args.vlm,
                                        concurrency=args.concurrency, max_retries=args.max_retries)
     cards = [c for c in store.iter_cards("blocked=0", order="download_count DESC, id") if refiner.needs_refine(c)]

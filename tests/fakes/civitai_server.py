@@ -3,8 +3,13 @@
 Serves pages in the real shape (``{"items": [...], "metadata": {"nextCursor", "nextPage",
 "pageSize"}}``), filters by ``types``, ``baseModels`` and ``query`` like Civitai does, records
 every request (path, query, headers) and can fail chosen requests on purpose:
-``faults={2: "429", 3: "500", 4: "drop"}`` makes the 2nd request a 429 (with
-``Retry-After``), the 3rd a 500 and the 4th a closed connection without a reply.
+``faults={2: "429", 3: "500", 4: "drop", 5: "401"}`` makes the 2nd request a 429 (with
+``Retry-After``), the 3rd a 500, the 4th a closed connection without a reply and the 5th a
+401 whose body echoes the Authorization header it got (as careless servers do).
+
+For the token rules: ``next_base`` writes another server's address into ``nextPage``, and
+``redirects`` answers a path with a 302 to another address (the query kept). ``pages``
+serves those page objects verbatim, one per request, then an empty last page (fuzzing).
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ class FakeCivitai:
     items: list[dict]
     faults: dict[int, str] = field(default_factory=dict)  # request number (1-based) -> fault
     retry_after: str = "2"
+    next_base: str | None = None  # base URL written into nextPage (default: this server)
+    redirects: dict[str, str] = field(default_factory=dict)  # request path -> 302 Location (no query)
+    pages: list | None = None  # served verbatim in request order instead of self.items
     requests: list[Request] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -75,6 +83,15 @@ class FakeCivitai:
             return self._send(h, 429, {"error": "Too many requests"}, {"Retry-After": self.retry_after})
         if fault == "500":
             return self._send(h, 500, {"error": "Internal server error"})
+        if fault == "401":
+            padding = "x" * 150  # the token straddles a 200-character cut of the body
+            return self._send(h, 401, {"error": f"{padding} bad credentials: {h.headers.get('Authorization')}"})
+        if url.path in self.redirects:
+            location = self.redirects[url.path] + (f"?{url.query}" if url.query else "")
+            return self._send(h, 302, {"moved": location}, {"Location": location})
+        if self.pages is not None:
+            served = len(self.requests) - 1
+            return self._send(h, 200, self.pages[served] if served < len(self.pages) else {"items": []})
         if url.path != "/api/v1/models":
             return self._send(h, 404, {"error": f"no route {url.path}"})
         self._send(h, 200, self.page(query))
@@ -95,11 +112,11 @@ class FakeCivitai:
         if start + limit < len(matching):
             metadata["nextCursor"] = str(start + limit)
             nxt = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": [str(start + limit)]}
-            metadata["nextPage"] = f"{self.base_url}/api/v1/models?{urlencode(nxt, doseq=True)}"
+            metadata["nextPage"] = f"{self.next_base or self.base_url}/api/v1/models?{urlencode(nxt, doseq=True)}"
         return {"items": chunk, "metadata": metadata}
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
+    def _send(h: BaseHTTPRequestHandler, status: int, body: object, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")

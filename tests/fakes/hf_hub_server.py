@@ -3,6 +3,8 @@
 Serves what ``huggingface_hub`` asks for: ``GET /api/models/OWNER/NAME`` (model info with
 LFS blob metadata) and ``HEAD``/``GET /OWNER/NAME/resolve/main/FILE`` (with Range support).
 Counts the bytes sent per file so a test can prove weights were not downloaded.
+``refuse_token=True`` answers every request with a 401 whose body and ``X-Error-Message``
+echo the Authorization header it got (as careless servers do).
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ COMMIT = "0" * 40
 
 
 class FakeHub:
-    def __init__(self, repos: dict[str, Path]):
+    def __init__(self, repos: dict[str, Path], refuse_token: bool = False):
         self.repos = repos
+        self.refuse_token = refuse_token
         self.bytes_sent: Counter = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -59,6 +62,10 @@ class FakeHub:
                 self._serve(body=False)
 
             def _serve(self, body: bool) -> None:
+                if hub.refuse_token:
+                    echo = f"Invalid credentials in Authorization header: {self.headers.get('Authorization')}"
+                    return self._send(401, json.dumps({"error": echo}).encode(), body,
+                                      {"Content-Type": "application/json", "X-Error-Message": echo})
                 path = self.path.split("?", 1)[0]
                 m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
                 if m and m.group(1) in hub.repos:
