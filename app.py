@@ -1,6 +1,7 @@
 """Hugging Face Spaces / local entry point: settings -> engine -> web app -> launch.
 
-Nothing heavy happens here: the engine opens the catalog and builds pipelines on first use.
+Nothing heavy happens at import: after launch the engine opens (seeds) the catalog and builds
+its index in a background thread (the page shows the progress); pipelines load on first use.
 Gradio's own variables are honoured (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...); Stylus'
 settings come from STYLUS_* variables (see README).
 """
@@ -12,11 +13,10 @@ quiet_environment()  # before gradio, litellm and chromadb are imported
 
 
 def main() -> None:
-    from stylus_ui.web import build_app, configure_logging
+    from stylus_ui.web import configure_logging, serve
 
     configure_logging()
-    demo, launch_kwargs = build_app()
-    demo.launch(**launch_kwargs)
+    serve()
 
 
 if __name__ == "__main__":

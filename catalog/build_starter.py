@@ -7,6 +7,8 @@ temporary catalog; one card per model (its newest SD 1.5 version) is kept, strip
 author-written text (descriptions, example prompts), and described by the refiner (a template
 from the facts when none is given).
 The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp.
+The CLI also passes ``vectors`` (components/index/shipped.py ``write_starter_vectors``): the
+starter cards' embeddings are shipped beside them, so a new catalog's index embeds nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Callable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Curation, Refined
 from catalog.importers.civitai import import_civitai_file
+from catalog.starter import STARTER_VECTORS_PATH
 from catalog.store import CatalogStore
 
 FACT_EXTRA_KEYS = ("civitai_type", "created_at", "model_download_count", "version_index")
@@ -31,11 +34,12 @@ _CATEGORY_TAGS = {c: c for c in CATEGORIES} | {"poses": "pose", "objects": "obje
 
 
 RefinerFactory = Callable[[CatalogStore], Callable[[AdapterCard], Refined]]
+VectorWriter = Callable[[list[AdapterCard], Path], str]  # writes the cards' shipped vectors; returns a summary
 
 
 def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200,
-                  refiner: RefinerFactory | None = None) -> str:
-    """Write the starter file; returns a one-line summary.
+                  refiner: RefinerFactory | None = None, vectors: VectorWriter | None = None) -> str:
+    """Write the starter file (and, with ``vectors``, its shipped vectors); returns a summary.
 
     ``refiner(store)`` sees the whole imported dump (for catalog-wide statistics) and returns
     the function that refines one card."""
@@ -52,8 +56,12 @@ def build_starter(dump_path: str | Path, out_path: str | Path, n: int = 1200,
     cards = sorted(kept[:n], key=lambda c: c.id)
     write_cards(cards, Path(out_path))
     size = Path(out_path).stat().st_size
-    return (f"wrote {len(cards)} starter cards to {out_path} ({size / 1e6:.2f} MB, "
-            f"descriptions by {cards[0].refined.refiner if cards else '-'})")
+    summary = (f"wrote {len(cards)} starter cards to {out_path} ({size / 1e6:.2f} MB, "
+               f"descriptions by {cards[0].refined.refiner if cards else '-'})")
+    if vectors is None:
+        return summary
+    # beside the starter file, under the name catalog/starter.py reads
+    return summary + "\n" + vectors(cards, Path(out_path).with_name(STARTER_VECTORS_PATH.name))
 
 
 def select_cards(store: CatalogStore, n: int) -> list[AdapterCard]:

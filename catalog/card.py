@@ -19,7 +19,9 @@ from catalog.safety import RATINGS, screen
 
 Source = Literal["civitai", "folder", "hf", "manual"]
 ADAPTER_TYPES = ("LoRA", "LoCon", "LoHa", "LoKr", "DoRA", "other", "unknown")
-LOADABLE_TYPES = ("LoRA", "LoCon", "unknown")  # unknown: no file seen yet; the loader decides
+# LoHa/LoKr/DoRA load through peft (components/generator/lycoris.py); unknown: no file seen yet.
+# For both, the loader has the last word on a file (an input-axis DoRA is refused with its reason).
+LOADABLE_TYPES = ("LoRA", "LoCon", "LoHa", "LoKr", "DoRA", "unknown")
 CATEGORIES = ("style", "character", "clothing", "concept", "background", "pose", "object",
               "vehicle", "animal", "building", "action", "food", "plant", "tool", "other")
 MIN_WEIGHT, MAX_WEIGHT = -2.0, 2.0

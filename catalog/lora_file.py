@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
-UNLOADABLE_TYPES = ("LoHa", "LoKr")  # diffusers has no conversion for these
+# Adapter types no file of which can be loaded. LoRA and LoCon load through diffusers' kohya
+# conversion; LoHa, LoKr and kohya DoRA through peft (components/generator/lycoris.py). Some files
+# of a loadable type still cannot be: ``unloadable_reason`` says which and why.
+UNLOADABLE_TYPES: tuple[str, ...] = ()
 
 
 class LoraFileError(CatalogError):
@@ -196,6 +199,22 @@ def detect_adapter_type(shapes: dict[str, tuple[int, ...]]) -> str:
     return "LoRA"
 
 
+def unloadable_reason(adapter_type: str, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why a file of a loadable type cannot be loaded after all (from its shapes), or None.
+
+    DoRA: peft keeps one magnitude per output row, LyCORIS' ``wd_on_out=True`` layout
+    (``dora_scale`` of shape ``(out, 1)``); the older per-input-column layout ``(1, in)`` normalises
+    another axis and has no peft equivalent."""
+    if adapter_type in UNLOADABLE_TYPES:
+        return f"{adapter_type} adapter: no loader for this type"
+    if adapter_type == "DoRA":
+        for key, shape in shapes.items():
+            if key.endswith(".dora_scale") and len(shape) >= 2 and shape[0] == 1 and shape[1] > 1:
+                return (f"DoRA adapter with per-input-column dora_scale ({key}: shape {list(shape)}, "
+                        f"LyCORIS wd_on_out=False); only the per-output-row layout [out, 1] loads")
+    return None
+
+
 # (marker in key, family) for text encoders, checked before widths
 _SDXL_KEY_MARKERS = ("lora_te2_", "text_encoder_2.", "lora_te1_")
 _TE_WIDTH = {768: ("SD 1.5", "text encoder width 768 (SD 1.x)"),
@@ -212,7 +231,7 @@ def detect_base_model(header: SafetensorsHeader) -> tuple[str, str]:
         if any(m in key for m in _SDXL_KEY_MARKERS):
             return "SDXL 1.0", f"SDXL text encoder key {key.split('.')[0]}"
     for key, shape in header.shapes.items():
-        width = _input_width(key, shape)
+        width = input_width(key, shape)
         if width is None:
             continue
         if _is_text_encoder_q(key) and width in _TE_WIDTH:
@@ -234,7 +253,7 @@ def _base_from_metadata(meta: dict[str, str]) -> tuple[str, str]:
     return "unknown", "no text-encoder or cross-attention key and no base model metadata"
 
 
-def _input_width(key: str, shape: tuple[int, ...]) -> int | None:
+def input_width(key: str, shape: tuple[int, ...]) -> int | None:
     """In-features of a down/A projection (the width of what the adapter reads)."""
     if key.endswith((".lora_down.weight", ".lora_A.weight", ".lora.down.weight", "_lora.down.weight",
                      ".hada_w1_b", ".hada_w2_b")) and len(shape) >= 2:

@@ -1,7 +1,9 @@
 """The starter catalog shipped with Stylus, and opening a user's catalog (seeded on first run).
 
 ``catalog/starter_catalog.jsonl.gz`` holds facts-only cards of the most-downloaded SFW SD 1.5
-adapters with template/refiner descriptions (no author text). Rebuild it with::
+adapters with template/refiner descriptions (no author text); ``catalog/starter_vectors.bin.gz``
+their MiniLM vectors (components/index/shipped.py), so that a new catalog's index embeds
+nothing. Rebuild both with::
 
     python -m stylus_ui catalog build-starter ../shared/data/civitai-loras-2023-07.jsonl.gz
 """
@@ -18,6 +20,7 @@ from catalog.settings import Settings
 from catalog.store import CatalogError, CatalogStore
 
 STARTER_PATH = Path(__file__).resolve().parent / "starter_catalog.jsonl.gz"
+STARTER_VECTORS_PATH = STARTER_PATH.with_name("starter_vectors.bin.gz")  # written by components/index/shipped.py
 SEEDED_KEY = "starter_seeded"
 
 

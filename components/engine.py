@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Callable
 
@@ -16,15 +16,50 @@ from catalog.settings import Settings
 from catalog.card import AdapterCard
 from catalog.store import CatalogStore, ImportReport
 
-from .limits import MAPPING_ROWS, PROMPT, TOP_K, check_selection
+from .limits import ADAPTERS_PER_TOPIC, MAPPING_ROWS, PROMPT, TOP_K, check_selection
 from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, StylusError,
                     Topic, TopicAdapter, Variant)
+
+
+WARM_UP_PROMPT = "a castle on a hill at dusk, watercolor"  # one select at start-up loads what selects use
+
+
+@dataclass
+class StartupStatus:
+    """What the start-up warm-up (:meth:`StylusEngine.warm_up`) is doing, for a status line.
+
+    ``phase``: idle (no warm-up started) | catalog | indexing | model | ready | failed."""
+    phase: str = "idle"
+    done: int = 0  # cards indexed so far (phase "indexing")
+    total: int = 0  # cards to index
+    error: str = ""
+
+    @property
+    def busy(self) -> bool:
+        return self.phase in ("catalog", "indexing", "model")
+
+    def line(self) -> str:
+        """One line for a user; empty when there is nothing to say (idle or ready)."""
+        if self.phase == "catalog":
+            return "Starting: opening the adapter catalog..."
+        if self.phase == "indexing":
+            percent = 100 * self.done // self.total if self.total else 0
+            return (f"Starting: indexing the catalog: {percent}% ({self.done:,} of {self.total:,} adapters). "
+                    f"A selection made now waits until the index is complete.")
+        if self.phase == "model":
+            return "Starting: loading the embedding model; a selection made now waits a few seconds."
+        if self.phase == "failed":
+            return f"The catalog index could not be prepared at start-up ({self.error}); Select tries again."
+        return ""
 
 
 class StylusEngine:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _part_locks
+        self._part_locks: dict[str, threading.Lock] = {}  # one per lazily built part (see _once)
+        self.startup = StartupStatus()
+        self._index_observer: Callable[[int, int], None] | None = None  # see warm_up
         self._index_lock = threading.RLock()  # a retrieval never sees an index half refreshed
         self._catalog_version: int | None = None  # SQLite data_version the index follows
         from .redact import environment_secrets, install_log_redaction, register_secrets
@@ -45,8 +80,10 @@ class StylusEngine:
         def build():
             version = self.store.data_version()  # read first: a commit during the build shows up later
             with index_lock(self.settings.catalog_dir):  # other processes may share the index files
-                retriever = Retriever(self.settings, self.store)
+                retriever = Retriever(self.settings, self.store, on_progress=self._index_progress)
             self._catalog_version = version
+            if self.startup.phase == "failed":  # a select built it after the warm-up failed
+                self.startup.phase = "ready"
             return retriever
         return self._once("retriever", build)
 
@@ -56,11 +93,62 @@ class StylusEngine:
         return self._once("generator", lambda: Generator(self.settings))
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
-        """Build a part once even when two requests (web app threads) ask for it together."""
+        """Build a part once even when two requests (web app threads) ask for it together; a
+        request for another part does not wait for it (the index builds while a pipeline loads)."""
         with self._lock:
+            lock = self._part_locks.setdefault(name, threading.Lock())
+        with lock:
             if name not in self.__dict__:
-                self.__dict__[name] = build()
+                self.__dict__[name] = build()  # published only when complete: never half built
             return self.__dict__[name]
+
+    # ---- start-up --------------------------------------------------------------------
+    def start_warm_up(self, on_progress: Callable[[int, int], None] | None = None) -> threading.Thread:
+        """Run :meth:`warm_up` in a background thread (the web app starts it after launch)."""
+        self.startup.phase = "catalog"  # at once: a page that loads now shows the status line
+        thread = threading.Thread(target=self.warm_up, args=(on_progress,), name="stylus-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def warm_up(self, on_progress: Callable[[int, int], None] | None = None) -> None:
+        """Prepare what the first select needs: open (seed) the catalog, bring its index up to date
+        (the starter's shipped vectors make this a few seconds), load the embedding model and the
+        word lists through one select. ``self.startup`` says how far it is; ``on_progress(done,
+        total)`` is called as cards are indexed. A select made meanwhile waits for the index
+        (``_once``) and never sees it half built. A failure is logged and shown in the status;
+        the next select tries again and reports its own error."""
+        import logging
+        from .redact import redact
+
+        log = logging.getLogger("stylus.engine")
+        started = time.perf_counter()
+        self._index_observer = on_progress
+        try:
+            self.startup.phase = "catalog"
+            self.store
+            self.startup.phase = "indexing"
+            retriever = self.retriever
+            self.startup.phase = "model"
+            self.select(WARM_UP_PROMPT, composer="offline")  # never an LLM call at start-up
+        except Exception as exc:  # noqa: BLE001 - a background thread: report, never crash the app
+            self.startup.error = redact(str(exc) if isinstance(exc, StylusError) else f"{type(exc).__name__}: {exc}")
+            self.startup.phase = "failed"
+            log.warning("start-up warm-up failed: %s", self.startup.error)
+            return
+        finally:
+            self._index_observer = None
+        self.startup.phase = "ready"
+        report = retriever.last_report
+        log.info("ready for selects in %.1f s (%s)", time.perf_counter() - started,
+                 report.summary() if report else "index up to date")
+        for notice in report.notices if report else []:
+            log.warning("%s", notice)
+
+    def _index_progress(self, done: int, total: int) -> None:
+        self.startup.done, self.startup.total = done, total
+        observer = self._index_observer
+        if observer is not None:
+            observer(done, total)
 
     # ---- the method ---------------------------------------------------------------
     def retrieve(self, prompt: str, top_k: int | None = None, characters: str | None = None) -> RetrievalResult:
@@ -99,7 +187,9 @@ class StylusEngine:
             llm_model=llm_model or self.settings.llm_model,
             api_base=self.settings.llm_api_base, api_key=self.settings.llm_api_key,
             timeout=self.settings.llm_timeout, total_timeout=self.settings.llm_total_timeout_s,
-            top_k=self.settings.adapters_per_topic if adapters_per_topic is None else adapters_per_topic,
+            # named as the caller passed it (ComposeOptions calls it top_k)
+            top_k=ADAPTERS_PER_TOPIC.check_or("adapters_per_topic", adapters_per_topic,
+                                              self.settings.adapters_per_topic),
             temperature=temperature, characters=characters or self.settings.characters)
         from .redact import redact
         comp = compose(prompt, retrieval.candidates, options)
@@ -160,7 +250,8 @@ class StylusEngine:
                     raise StylusError(f"adapter {a.card_id!r} is blocked in the catalog")
 
     def composition_from_rows(self, prompt: str, rows: list[dict[str, Any]]) -> Composition:
-        """Build a composition from an edited keyword/adapter/weight table."""
+        """Build a composition from an edited keyword/adapter/weight table; a row's optional
+        ``applied_weight`` (number, empty or null) fixes the weight applied when it is on."""
         PROMPT.check("prompt", prompt)
         MAPPING_ROWS.check("mapping", rows)
         topics: dict[str, Topic] = {}
@@ -172,16 +263,15 @@ class StylusEngine:
                 continue
             if card_id not in cards:
                 raise StylusError(f"row {i}: adapter id {card_id!r} is not in the catalog")
-            try:
-                weight = float(str(row.get("weight", "")).strip())
-            except ValueError:
-                raise StylusError(f"row {i}: weight {row.get('weight')!r} is not a number in "
-                                  f"[{MIN_WEIGHT}, {MAX_WEIGHT}]") from None
+            weight = _row_weight(i, "weight", row.get("weight", ""))
+            applied = row.get("applied_weight")  # optional: empty or null = the weight rule
+            applied = None if applied is None or not str(applied).strip() else _row_weight(
+                i, "applied weight", applied, "; leave it empty to apply the recommended weight by the rule")
             card = cards[card_id]
             topic = topics.setdefault(keyword, Topic(keywords=[k.strip() for k in keyword.split("+") if k.strip()] or [keyword]))
             topic.adapters.append(TopicAdapter(card_id=card_id, name=card.name, weight=weight,
                                                reason="edited by user", civitai_model_id=card.civitai_model_id,
-                                               lora_name=card.lora_name))
+                                               lora_name=card.lora_name, applied_weight=applied))
         comp = Composition(prompt=prompt, topics=list(topics.values()), composer="user-edited")
         self.validate_composition(comp)
         return comp
@@ -253,6 +343,22 @@ class StylusEngine:
         self._refresh_index()
         return report
 
+    def identify_folder(self, folder: str, *, base_url: str = "https://civitai.com",
+                        progress: bool = False) -> ImportReport:
+        """Identify a server folder's files by SHA256 on Civitai (catalog/importers/identify.py);
+        the same root rules as :meth:`import_folder`."""
+        from catalog.importers.folder import allowed_roots
+        from catalog.importers.identify import identify_folder
+        from catalog.store import CatalogError
+        try:
+            roots = allowed_roots(self.settings)
+        except CatalogError as exc:
+            raise StylusError(str(exc)) from None
+        report = identify_folder(self.store, folder, base_url=base_url, token=self.settings.civitai_token,
+                                 allow_pickle=self.settings.allow_pickle, roots=roots, progress=progress)
+        self._refresh_index()
+        return report
+
     def import_civitai_api(self, token: str = "", query: str = "", limit: int | None = 100,
                            base_url: str = "https://civitai.com") -> ImportReport:
         from catalog.importers.civitai_api import import_civitai_api
@@ -294,6 +400,19 @@ _FLAG_TESTS = {
     "refined": lambda c: bool(c.refined.refiner),
     "not loadable": lambda c: not c.is_loadable(),
 }
+
+
+def _row_weight(row: int, name: str, value: Any, hint: str = "") -> float:
+    """A weight cell of an edited mapping (a number, or text from the UI's table), checked against
+    the catalog's weight range; the message names the row and the column."""
+    try:
+        weight = float(str(value).strip())
+    except ValueError:
+        raise StylusError(f"row {row}: {name} {value!r} is not a number in "
+                          f"[{MIN_WEIGHT}, {MAX_WEIGHT}]{hint}") from None
+    if not MIN_WEIGHT <= weight <= MAX_WEIGHT:  # also false for nan
+        raise StylusError(f"row {row}: {name} {value!r} is outside [{MIN_WEIGHT}, {MAX_WEIGHT}]{hint}")
+    return weight
 
 
 def _card_haystack(card: AdapterCard) -> str:

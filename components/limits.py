@@ -120,6 +120,8 @@ ADAPTERS_PER_TOPIC = IntRange(0, 10)
 def check_selection(prompt: str, top_k: Any = None, adapters_per_topic: Any = None) -> tuple[int | None, int | None]:
     """A retrieve/compose request; returns (top_k, adapters_per_topic) as ints, None = default."""
     PROMPT.check("prompt", prompt)
+    if not prompt.strip():
+        raise StylusError("prompt is empty; give the text to find adapters for")
     return (None if top_k is None else TOP_K.check("top_k", top_k),
             None if adapters_per_topic is None else ADAPTERS_PER_TOPIC.check("adapters_per_topic",
                                                                              adapters_per_topic))

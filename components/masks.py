@@ -3,8 +3,11 @@
 Strategies (the paper's): ``all`` keeps every adapter on; ``one_hot_loras`` draws one on/off
 combination of the adapters inside each topic, independently per topic (uniform over the cross
 product, drawn without building it); ``one_hot_concepts`` turns whole topics on or off. N masks
-are drawn with replacement from ``random.Random(seed)``, so the same seed gives the same variants.
-Weight of an active adapter = recommended weight x base weight / active adapters in its topic.
+are drawn from ``random.Random(seed)``, so the same seed gives the same variants; a grid repeats
+a combination only when every distinct one has been drawn (``all`` has one: its images differ only
+by seed), and :func:`repeated_masks_notice` says so.
+Applied weight of an active adapter = recommended weight x base weight / active adapters in its
+topic (:data:`WEIGHT_RULE`), or the adapter's ``applied_weight`` when the user fixed one.
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ from components.types import Composition, MaskStrategy, StylusError, Variant
 STRATEGIES: tuple[str, ...] = ("all", "one_hot_loras", "one_hot_concepts")
 MAX_VARIANTS = 256  # the sampler's own bound; a request's limit is components.limits.NUM_IMAGES
 Mask = list[list[bool]]  # per topic, per adapter: on/off
+_REDRAWS = 64  # draws per mask to find a combination the grid does not have yet
+# how a recommended weight becomes the applied one (said in the UI, the CLI and the API docs)
+WEIGHT_RULE = ("applied weight = recommended weight x base weight {base_weight:g} / adapters on in "
+               "its topic, unless an applied weight is set")
 
 
 @dataclass
@@ -29,22 +36,49 @@ class VariantOptions:
 
 
 def sample_masks(composition: Composition, strategy: MaskStrategy, n: int, seed: int) -> list[Mask]:
-    """``n`` masks drawn with replacement; never enumerates the combinations."""
+    """``n`` masks; never enumerates the combinations. A mask already in the grid is redrawn
+    (up to ``_REDRAWS`` times) until every distinct combination has been drawn once."""
     if strategy not in STRATEGIES:
         raise StylusError(f"mask strategy {strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
     if not 0 <= n <= MAX_VARIANTS:
         raise StylusError(f"number of variants {n} is not allowed; use 0..{MAX_VARIANTS}")
     rng = random.Random(seed)
     sizes = [len(t.adapters) for t in composition.topics]
+    distinct = _distinct_masks(strategy, sizes)
     masks: list[Mask] = []
+    drawn: set[tuple[tuple[bool, ...], ...]] = set()  # combinations of the current round
     for _ in range(n):
-        if strategy == "all":
-            masks.append([[True] * k for k in sizes])
-        elif strategy == "one_hot_loras":
-            masks.append([[bool(b) for b in _bits(rng.getrandbits(k) if k else 0, k)] for k in sizes])
-        else:
-            masks.append([[on] * k for k, on in zip(sizes, (rng.random() < 0.5 for _ in sizes))])
+        if len(drawn) >= distinct:
+            drawn.clear()  # every combination is in the grid: the next round repeats them
+        mask = _draw(strategy, sizes, rng)
+        for _redraw in range(_REDRAWS):
+            if _key(mask) not in drawn:
+                break
+            mask = _draw(strategy, sizes, rng)
+        drawn.add(_key(mask))
+        masks.append(mask)
     return masks
+
+
+def _draw(strategy: MaskStrategy, sizes: list[int], rng: random.Random) -> Mask:
+    if strategy == "all":
+        return [[True] * k for k in sizes]
+    if strategy == "one_hot_loras":
+        return [[bool(b) for b in _bits(rng.getrandbits(k) if k else 0, k)] for k in sizes]
+    return [[on] * k for k, on in zip(sizes, [rng.random() < 0.5 for _ in sizes])]
+
+
+def _distinct_masks(strategy: MaskStrategy, sizes: list[int]) -> int:
+    """How many different masks ``strategy`` can draw for topics of these sizes."""
+    if strategy == "all":
+        return 1
+    if strategy == "one_hot_loras":
+        return 2 ** sum(sizes)
+    return 2 ** sum(1 for k in sizes if k)
+
+
+def _key(mask: Mask) -> tuple[tuple[bool, ...], ...]:
+    return tuple(tuple(row) for row in mask)
 
 
 def _bits(value: int, k: int) -> list[int]:
@@ -59,8 +93,27 @@ def weights_for(composition: Composition, mask: Mask, base_weight: float = 0.8) 
     for topic, row in zip(composition.topics, mask):
         active = [a for a, on in zip(topic.adapters, row) if on]
         for a in active:
-            out[a.card_id] = round(a.weight * base_weight / len(active), 4)
+            out[a.card_id] = (float(a.applied_weight) if a.applied_weight is not None
+                              else round(a.weight * base_weight / len(active), 4))
     return out
+
+
+def applied_weights(composition: Composition, base_weight: float = 0.8) -> dict[str, float]:
+    """Card id -> applied weight with every adapter on (the ``all`` mask): what the mapping shows."""
+    return weights_for(composition, [[True] * len(t.adapters) for t in composition.topics], base_weight)
+
+
+def repeated_masks_notice(variants: list[Variant]) -> str | None:
+    """A sentence naming the images that repeat another's adapters and weights, or None."""
+    groups: dict[tuple[tuple[str, float], ...], list[int]] = {}
+    for v in variants:
+        groups.setdefault(tuple(sorted((c, w) for c, w in v.weights.items() if w)), []).append(v.index)
+    same = [indices for indices in groups.values() if len(indices) > 1]
+    if not same:
+        return None
+    listed = "; ".join(", ".join(f"#{i}" for i in indices) for indices in same)
+    return (f"images with the same adapters at the same weights (they differ only by seed): {listed}; "
+            f"the mapping and mask strategy give fewer distinct combinations than images")
 
 
 def emphasize(prompt: str, keywords: list[str], factor: float) -> str:

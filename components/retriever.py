@@ -34,7 +34,7 @@ from components.composer.segment import is_tag_soup, segment
 from components.concepts import (ConceptHit, ConceptIndex, PromptContext, concept_text, concepts_of, expand,
                                  match_concepts)
 from components.encoder import Embedder, make_embedder
-from components.index.card_index import CardIndex, IndexReport
+from components.index.card_index import CardIndex, IndexReport, Progress
 from components.index.documents import field_terms
 from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms,
                                     strip_syntax, terms)
@@ -107,7 +107,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 class Retriever:
     def __init__(self, settings: Settings, store, embedder: Embedder | None = None,
-                 filters: Filters | None = None, fusion: Fusion | None = None, update: bool = True):
+                 filters: Filters | None = None, fusion: Fusion | None = None, update: bool = True,
+                 on_progress: Progress | None = None):
+        """``update``: bring the index up to date first, reporting ``on_progress(done, total)``."""
         self.settings = settings
         self.store = store
         self.embedder = embedder or make_embedder(settings)
@@ -120,7 +122,7 @@ class Retriever:
         self._field_terms: dict[str, dict[str, set[str]]] = {}  # per cached card (see _evidence)
         self.last_report: IndexReport | None = None
         if update:
-            self.last_report = self.index.update(store)
+            self.last_report = self.index.update(store, on_progress=on_progress)
         self._arrange()
 
     def refresh(self) -> str:

@@ -48,7 +48,12 @@ class RetrievalResult:
 
 @dataclass
 class TopicAdapter:
-    """One adapter assigned to a topic. ``weight`` is the adapter's recommended weight."""
+    """One adapter assigned to a topic.
+
+    ``weight`` is the adapter's recommended weight; what a variant applies is, by default,
+    recommended weight x base weight / adapters on in the topic (see :mod:`components.masks`).
+    ``applied_weight``, when set, replaces that rule: the exact weight applied whenever the
+    adapter is on (a user's choice in the mapping), never divided."""
     card_id: str
     name: str
     weight: float
@@ -56,6 +61,7 @@ class TopicAdapter:
     score: float = 0.0
     civitai_model_id: int | None = None
     lora_name: str = ""  # name for the A1111 <lora:NAME:W> export
+    applied_weight: float | None = None  # fixed applied weight (see above); None: the rule
 
 
 @dataclass

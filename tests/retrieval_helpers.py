@@ -62,7 +62,7 @@ def small_catalog() -> list[AdapterCard]:
              prompts=["pinup poster, retro diner, 1girl, vintage"]),
         card("civitai-6", "Spicy Pose", model_id=6, nsfw=True, tags=["poses"],
              prompts=["1girl, lying on bed, retro diner, neon sign"]),
-        card("civitai-7", "Lanterns LoHa", model_id=7, adapter_type="LoHa", tags=["concept"],
+        card("civitai-7", "Lanterns Embedding", model_id=7, adapter_type="other", tags=["concept"],
              prompts=["paper lanterns, night market, festival, retro diner"]),
         card("civitai-8", "Watercolor Wash Style v2", model_id=1, tags=["style", "watercolor"],
              prompts=["watercolor, lighthouse, seagulls"]),

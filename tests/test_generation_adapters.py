@@ -56,9 +56,7 @@ BAD_FILES = [
     ("pickled", lambda p: lora_files.write_pickle(p.with_suffix(".ckpt")), "pickled checkpoint refused"),
     ("pickle-renamed", lambda p: lora_files.write_pickle(p), "pickled checkpoint refused"),
     ("sdxl", lambda p: lora_files.write_kohya_lora(p, targets=lora_files.SDXL_KOHYA_TARGETS), "SDXL"),
-    ("loha", lambda p: lora_files.write_loha(p), "LoHa"),
-    ("lokr", lambda p: lora_files.write_lokr(p), "LoKr"),
-    ("dora", lambda p: lora_files.write_dora(p), "DoRA"),
+    ("dora-input-axis", lambda p: lora_files.write_dora(p), "DoRA adapter with per-input-column"),
     ("sd2", lambda p: lora_files.write_kohya_lora(p, targets=lora_files.SD2_KOHYA_TARGETS), "1024 \\(SD 2.x\\)"),
 ]
 

@@ -86,8 +86,7 @@ def test_adapter_types_from_version_and_file_names():
     by_id = {c.id: c for item in fixture_items() for c in cards_from_item(item)[0]}
     assert by_id["civitai-2004"].adapter_type == "LoCon"
     loha = by_id["civitai-2005"]
-    assert loha.adapter_type == "LoHa" and not loha.is_loadable()
-    assert any("LoHa" in n for n in loha.notices)
+    assert loha.adapter_type == "LoHa" and loha.is_loadable()  # through peft (tests/test_lycoris.py)
     assert by_id["civitai-2010"].real_person and by_id["civitai-2011"].base_model == "SD 2.1 768"
     assert by_id["civitai-2003"].tags == ["character", "robot"]  # older API: tags as objects
     assert by_id["civitai-2003"].trigger_words == ["retrobot"]  # blanks and repeats dropped

@@ -149,13 +149,12 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_imported(lora_dir, stor
     assert len(store) == 7
 
 
-def test_loha_lokr_and_sdxl_are_kept_but_not_loadable(lora_dir, store):
+def test_loha_lokr_are_loadable_and_sdxl_is_kept_but_not(lora_dir, store):
     report = import_folder(store, lora_dir, progress=False)
     by_type = {c.adapter_type: c for c in store.iter_cards()}
-    for kind in ("LoHa", "LoKr"):
-        assert not by_type[kind].is_loadable()
-        assert any("not loadable by diffusers" in n for n in by_type[kind].notices)
-        assert any(n.startswith(f"{kind.lower()}.safetensors: {kind}: not loadable") for n in report.notices)
+    for kind in ("LoHa", "LoKr"):  # loaded through peft (tests/test_lycoris.py)
+        assert by_type[kind].is_loadable()
+        assert not any("not loadable" in n for n in by_type[kind].notices + report.notices)
     xl = next(c for c in store.iter_cards() if c.lora_name == "xl")
     assert xl.base_model == "SDXL 1.0" and not xl.is_loadable("SD 1.5")
     assert by_type["LoCon"].is_loadable()

@@ -114,6 +114,7 @@ def test_anonymous_users_select_but_cannot_curate_import_or_reindex(public_app):
         "/on_import_api": ("", "", 1000),
         "/on_reindex": (),
         "/on_import_1": (str(public_app.home),),  # the folder import
+        "/on_import_2": (str(public_app.home),),  # identify a folder's files on Civitai
     }
     for api_name, args in writes.items():
         message = _refused(lambda: client.predict(*args, api_name=api_name))

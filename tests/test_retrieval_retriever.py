@@ -40,7 +40,7 @@ def test_one_card_per_civitai_model(retriever):
 def test_filters_base_model_nsfw_unloadable(retriever):
     got = set(ids(retriever.retrieve("retro diner, neon sign, pinup poster, paper lanterns")))
     assert "civitai-4" in got
-    assert not {"civitai-5", "civitai-6", "civitai-7"} & got  # SDXL, NSFW, LoHa
+    assert not {"civitai-5", "civitai-6", "civitai-7"} & got  # SDXL, NSFW, not an adapter (other)
     loose = Filters(base_model=None, allow_nsfw=True, loadable_only=False)
     got = set(ids(retriever.retrieve("retro diner, neon sign, pinup poster, paper lanterns", filters=loose)))
     assert {"civitai-5", "civitai-6", "civitai-7"} <= got

@@ -275,8 +275,6 @@ def _card(raw: RawItem, ver: RawVersion, index: int, label: str, messages: list[
     notices: list[str] = []
     files = adapter_files(ver.files, label, messages)
     kind = adapter_type(raw.type, ver.name, *(f.name for f in files)) or "other"
-    if kind in ("LoHa", "LoKr"):
-        notices.append(f"{kind}: kept for reference; diffusers cannot load this adapter type")
     base = normalize_base_model(ver.baseModel)
     if base not in ("SD 1.5", "SD 1.4", "unknown"):
         notices.append(f"base model {base}: incompatible with SD 1.5 pipelines")

@@ -103,12 +103,18 @@ def iter_adapter_files(root: Path, report: ImportReport) -> Iterator[Path]:
             yield path
 
 
-def card_for_file(store: CatalogStore, path: Path, root: Path, allow_pickle: bool) -> AdapterCard:
-    """Inspect ``path`` (header, hashes, sidecars) and build its card. Raises LoraFileError."""
+def card_for_file(store: CatalogStore, path: Path, root: Path, allow_pickle: bool,
+                  civitai: dict | None = None) -> AdapterCard:
+    """Inspect ``path`` (header, hashes, sidecars) and build its card. Raises LoraFileError.
+
+    ``civitai``: the file's Civitai model-version JSON found by its hash (``catalog identify``),
+    used as a ``.civitai.info`` sidecar would be when the file has none."""
     fmt = check_format(path, allow_pickle)
     info = inspect_lora(path) if fmt == "safetensors" else None
     sha, autov2 = file_hashes(path, store)
     side = read_sidecars(path, root)
+    if civitai and not side.civitai:
+        side.civitai = civitai
     return build_card(path, info, side, sha, autov2)
 
 

@@ -255,8 +255,10 @@ class LLMComposer:
         t0 = time.perf_counter()
         options.validate()
         if not options.llm_model:
-            raise StylusError("the LLM composer needs a model, e.g. --model openai/gpt-4o-mini "
-                              "(or STYLUS_LLM_MODEL); use --composer offline without one")
+            # worded for every front end (web field, API parameter, CLI option, setting)
+            raise StylusError("the LLM composer needs a model: set the LLM model (llm_model), e.g. "
+                              "openai/gpt-4o-mini, or the setting STYLUS_LLM_MODEL; without one, choose the "
+                              "offline composer")
         prompt_cut = prompt[:MAX_PROMPT_CHARS]
         if not segment(prompt_cut) or not candidates:
             result = OfflineComposer().compose(prompt, candidates, options)

@@ -16,14 +16,17 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from typing import Iterator
+
+from safetensors.torch import load_file as load_safetensors
 
 from catalog.card import AdapterCard, slug
 from catalog.settings import Settings
 
-from .downloads import DownloadError, DownloadPolicy, download
-from .lorafile import AdapterFileError, ModelMismatchError, file_sha256, read_lora_file
+from .downloads import DownloadError, DownloadPolicy, download, download_hf
+from .lorafile import AdapterFileError, LoraFile, ModelMismatchError, file_sha256, read_lora_file
+from .lycoris import load_lycoris, require_a_match
 from .standin import ensure_standin
 
 # Known cosmetic messages (ENVIRONMENT.md): every extra adapter triggers them; weights are right.
@@ -75,6 +78,24 @@ def download_url(card: AdapterCard) -> str | None:
     return None
 
 
+# a file on the hub as catalog/importers/hf.py (and Civitai mirrors) write its address
+_HF_RESOLVE = re.compile(r"^https://huggingface\.co/([\w.-]+/[\w.-]+)/resolve/([^/?#]+)/([^?#]+)$")
+
+
+def hf_file(card: AdapterCard) -> tuple[str, str, str] | None:
+    """``(repo id, file name, revision)`` when the card's file lives on the Hugging Face hub:
+    its URL is a hub ``resolve`` address, or it has no URL and the card names its ``hf_repo``."""
+    f = card.primary_file
+    if f is None:
+        return None
+    m = _HF_RESOLVE.match(f.download_url or "")
+    if m:
+        return m.group(1), unquote(m.group(3)), unquote(m.group(2))
+    if card.hf_repo and not f.download_url:
+        return card.hf_repo, f.name, "main"
+    return None
+
+
 _download_locks: dict[Path, threading.Lock] = {}
 _download_locks_guard = threading.Lock()
 
@@ -110,9 +131,14 @@ def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str],
             return None
         policy = DownloadPolicy(hosts=list(settings.download_hosts), max_mb=settings.download_max_mb,
                                 civitai_token=settings.civitai_token, hf_token=settings.hf_token,
-                                deadline=deadline)
+                                deadline=deadline, allow_nsfw=settings.allow_nsfw)
+        hub = hf_file(card)
         try:
-            download(url, cached, policy, sha256=f.sha256 if f else None)
+            if hub is not None:  # through huggingface_hub: the hub's CDN, Xet storage, auth, resume
+                download_hf(*hub, cached, policy, Path(settings.cache_dir) / "hf",
+                            sha256=f.sha256 if f else None)
+            else:
+                download(url, cached, policy, sha256=f.sha256 if f else None)
         except DownloadError as exc:
             notices.append(f"{card.name} ({card.id}): {_redact(str(exc), settings)}; skipped")
             return None
@@ -225,22 +251,43 @@ class AdapterManager:
         messages: list[str] = []
         try:
             with captured_load_messages(messages):
-                if lora.state_dict is not None:  # an allowed pickle, already read
-                    self.pipe.load_lora_weights(lora.state_dict, adapter_name=name)
-                else:  # from the file, so safetensors metadata (peft alpha) is honoured
-                    self.pipe.load_lora_weights(str(source.path.parent), weight_name=source.path.name,
-                                                adapter_name=name, local_files_only=True)
-        except (ValueError, RuntimeError, KeyError) as exc:
+                unmatched = self._inject(lora, source, name)
+        except AdapterFileError as exc:  # the file's own problem, said in full
+            notices.append(f"{card.name} ({card.id}): {exc}; skipped")
+            self._forget(name)
+            return None
+        except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
             notices.append(f"{card.name} ({card.id}): {source.path.name} could not be loaded "
                            f"({type(exc).__name__}: {str(exc)[:200]}); skipped")
             self._forget(name)
             return None
+        if unmatched:
+            notices.append(f"{card.name} ({card.id}): {source.path.name}: {len(unmatched)} of its modules "
+                           f"match no layer of this model ({', '.join(unmatched[:3])}); loaded the rest")
         for message in _relevant(messages):
             notices.append(f"{card.name} ({card.id}): loader reported: {message}")
         if not source.autov2:
             source.autov2 = file_sha256(source.path)[:10]
         self.loaded[name] = source
         return source
+
+    def _inject(self, lora: LoraFile, source: AdapterSource, name: str) -> list[str]:
+        """Load ``lora`` as the adapter ``name``; return its module names that matched no layer.
+
+        LoHa, LoKr and kohya DoRA go through peft (``lycoris.py``), LoRA and LoCon through
+        diffusers' ``load_lora_weights`` (kohya conversion, conv layers included). Either way the
+        result is peft tuner layers, which ``apply.active_adapters`` drives alike."""
+        if lora.format == "lycoris":
+            state = lora.state_dict if lora.state_dict is not None else load_safetensors(str(source.path))
+            return load_lycoris(self.pipe, state, lora.adapter_type, name, source.path.name).unmatched
+        if lora.format == "kohya":
+            require_a_match(self.pipe, lora.shapes, source.path.name)
+        if lora.state_dict is not None:  # an allowed pickle, already read
+            self.pipe.load_lora_weights(lora.state_dict, adapter_name=name)
+        else:  # from the file, so safetensors metadata (peft alpha) is honoured
+            self.pipe.load_lora_weights(str(source.path.parent), weight_name=source.path.name,
+                                        adapter_name=name, local_files_only=True)
+        return []
 
     def _real_file(self, card: AdapterCard, notices: list[str], fetched: dict[str, AdapterSource | None]):
         """``(source, lora, stand_in_ok)``: the card's own file, checked. With the preview model

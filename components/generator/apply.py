@@ -2,6 +2,10 @@
 
 Two ways, chosen by ``Settings.adapter_mode``:
 
+The adapters are peft tuner layers of any kind: LoRA/LoCon from diffusers' loader, LoHa, LoKr and
+DoRA from ``lycoris.py``; peft nests one kind inside another on a shared layer, and everything here
+works on the innermost base layer.
+
 - ``fused`` (default): ``set_adapters`` then ``fuse_lora`` merges the variant's adapters into
   the base weights, so denoising costs what the base model costs. On exit the adapters are
   unfused and every touched base weight is copied back from a snapshot taken before the first
@@ -14,6 +18,7 @@ raised, so the next request (or the baseline image) starts from the base model.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -49,7 +54,9 @@ def active_adapters(pipe, weights: dict[str, float], mode: str = "fused") -> Ite
         yield
     finally:
         if fused:
-            pipe.unfuse_lora(components=fused_in)
+            with warnings.catch_warnings():  # peft warns for every layer none of this variant merged
+                warnings.filterwarnings("ignore", message="Already unmerged")
+                pipe.unfuse_lora(components=fused_in)
             _restore_base(pipe)
         if loaded:
             pipe.disable_lora()
@@ -60,10 +67,18 @@ def _components(pipe) -> list[str]:
 
 
 def _lora_layers(pipe):
+    """``(key, innermost base layer)`` once per adapted layer. The key is the path of the outermost
+    peft wrapper, which stays the layer's own path when another adapter kind nests around it."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     for comp in _components(pipe):
+        seen: set[int] = set()
         for name, module in getattr(pipe, comp).named_modules():
-            base = getattr(module, "base_layer", None)
-            if base is not None and hasattr(module, "lora_A") and hasattr(base, "weight"):
+            if not isinstance(module, BaseTunerLayer):
+                continue
+            base = module.get_base_layer()
+            if id(base) not in seen and isinstance(getattr(base, "weight", None), torch.Tensor):
+                seen.add(id(base))
                 yield f"{comp}.{name}", base
 
 

@@ -1,8 +1,9 @@
 """Read and classify an adapter file before anything is loaded into the pipeline.
 
-Answers "can diffusers load this as an SD-1.5 LoRA?" from the keys and shapes alone, so bad
-files (corrupt, truncated, pickled, SDXL, LoHa/LoKr, DoRA) are refused with a message naming the
-file and the reason instead of failing deep inside the loader.
+Answers "can this be loaded as an SD-1.5 adapter, and by which loader?" from the keys and shapes
+alone, so bad files (corrupt, truncated, pickled, SDXL, input-axis DoRA) are refused with a message
+naming the file and the reason instead of failing deep inside the loader. LoRA and LoCon go to
+diffusers' ``load_lora_weights``; LoHa, LoKr and kohya DoRA to ``lycoris.load_lycoris`` (peft).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from catalog.lora_file import (SafetensorsHeader, base_family, detect_adapter_type,
-                               detect_base_model, sha256_file)
+                               detect_base_model, input_width, sha256_file, unloadable_reason)
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -34,9 +35,10 @@ class ModelMismatchError(AdapterFileError):
 class LoraFile:
     path: Path
     shapes: dict[str, tuple[int, ...]]
-    format: str  # kohya | diffusers | peft
+    format: str  # kohya | diffusers | peft (diffusers loads these) | lycoris (LoHa, LoKr, DoRA: peft)
     state_dict: dict[str, torch.Tensor] | None = None  # only for (allowed) pickles
     metadata: dict[str, str] = field(default_factory=dict)
+    adapter_type: str = "LoRA"  # LoRA | LoCon | LoHa | LoKr | DoRA | other (catalog detection)
 
 
 def file_sha256(path: Path) -> str:
@@ -49,8 +51,12 @@ def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) 
     if not path.is_file():
         raise AdapterFileError(f"{path.name}: file not found at {path}")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    is_pickle = path.suffix.lower() in PICKLE_SUFFIXES or head.startswith(_PICKLE_MAGIC)
+        head = fh.read(9)
+    # A safetensors header length can begin with a pickle protocol byte pair (640 = b"\x80\x02..."):
+    # the JSON brace after the 8-byte length tells the two apart.
+    safetensors_like = len(head) == 9 and head[8:9] == b"{"
+    is_pickle = path.suffix.lower() in PICKLE_SUFFIXES or (
+        head.startswith(_PICKLE_MAGIC) and not safetensors_like)
     if is_pickle and not allow_pickle:
         raise AdapterFileError(
             f"{path.name}: pickled checkpoint refused (pickles can run code); use a .safetensors "
@@ -71,7 +77,8 @@ def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) 
     if not shapes:
         raise AdapterFileError(f"{path.name}: holds no tensors")
     fmt = classify_keys(path.name, shapes, cross_attention_dim, metadata)
-    return LoraFile(path=path, shapes=shapes, format=fmt, state_dict=state, metadata=metadata)
+    return LoraFile(path=path, shapes=shapes, format=fmt, state_dict=state, metadata=metadata,
+                    adapter_type=detect_adapter_type(shapes))
 
 
 def _safetensors_shapes(path: Path, metadata: dict[str, str]) -> dict[str, tuple[int, ...]]:
@@ -90,10 +97,9 @@ def classify_keys(name: str, state: dict[str, tuple[int, ...]], cross_attention_
     Type and base model come from the catalog's key/shape detection, so import and load agree.
     """
     adapter_type = detect_adapter_type(state)
-    if adapter_type in ("LoHa", "LoKr"):
-        raise AdapterFileError(f"{name}: {adapter_type} adapter; diffusers cannot load {adapter_type}")
-    if adapter_type == "DoRA":
-        raise AdapterFileError(f"{name}: DoRA adapter (dora_scale/magnitude keys); not supported here")
+    reason = unloadable_reason(adapter_type, state)
+    if reason:
+        raise AdapterFileError(f"{name}: {reason}")
     base, evidence = detect_base_model(SafetensorsHeader(metadata=metadata or {}, shapes=state))
     if base_family(base) == "SDXL":
         raise AdapterFileError(f"{name}: SDXL LoRA ({evidence}); this pipeline is SD 1.5")
@@ -102,6 +108,8 @@ def classify_keys(name: str, state: dict[str, tuple[int, ...]], cross_attention_
         raise AdapterFileError(f"{name}: no LoRA keys (first keys: {', '.join(keys[:3])}); "
                                f"not a LoRA file")
     _check_context_width(name, state, cross_attention_dim)
+    if adapter_type in ("LoHa", "LoKr") or any(k.endswith(".dora_scale") for k in keys):
+        return "lycoris"  # kohya DoRA; a peft-format DoRA (lora_magnitude_vector) goes to diffusers
     if any(k.startswith(("lora_unet_", "lora_te_")) for k in keys):
         return "kohya"
     if any(".lora_A." in k or ".lora_B." in k for k in keys):
@@ -112,10 +120,25 @@ def classify_keys(name: str, state: dict[str, tuple[int, ...]], cross_attention_
 def _check_context_width(name: str, shapes: dict[str, tuple[int, ...]], width: int) -> None:
     """Cross-attention key projections take the text encoder width: 768 for SD 1.5."""
     for key, shape in shapes.items():
-        k = key.replace(".", "_")
-        is_down = ("lora_down" in k or "lora_A" in k) and len(shape) == 2
-        if is_down and "attn2_to_k" in k and shape[1] != width:
-            hint = {1024: " (SD 2.x)", 2048: " (SDXL)", 768: " (SD 1.5)"}.get(shape[1], "")
+        if "attn2_to_k" not in key.replace(".", "_"):
+            continue
+        found = _input_features(key, shape, shapes)
+        if found is not None and found != width:
+            hint = {1024: " (SD 2.x)", 2048: " (SDXL)", 768: " (SD 1.5)"}.get(found, "")
             raise ModelMismatchError(
-                f"{name}: made for a text-encoder width of {shape[1]}{hint}; this model "
-                f"uses {width}", shape[1])
+                f"{name}: made for a text-encoder width of {found}{hint}; this model "
+                f"uses {width}", found)
+
+
+def _input_features(key: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """In-features of a Linear layer as a LoRA/LoHa/LoKr tensor shows them (None: not such a tensor).
+
+    LoRA and LoHa: the catalog's ``input_width``; LoKr splits ``in`` into ``lokr_w1`` (or ``_w1_b``)
+    columns times ``lokr_w2`` (or ``_w2_b``) columns."""
+    if len(shape) == 2 and input_width(key, shape) is not None:
+        return shape[1]
+    if key.endswith((".lokr_w1", ".lokr_w1_b")) and len(shape) == 2:
+        module = key.rsplit(".", 1)[0]
+        w2 = shapes.get(f"{module}.lokr_w2") or shapes.get(f"{module}.lokr_w2_b")
+        return shape[1] * w2[1] if w2 is not None and len(w2) == 2 else None
+    return None

@@ -1,5 +1,6 @@
-"""Write a result to a folder: one PNG per image (with ``parameters``), the baseline, the grid
-and a JSON summary that says which images came from the preview model and which used stand-ins."""
+"""Write a result to a folder: one PNG per image (with ``parameters``), the baseline, the labelled
+grid (:mod:`components.generator.grid`) and a JSON summary that says which images came from the
+preview model and which used stand-ins."""
 from __future__ import annotations
 
 import json
@@ -9,12 +10,15 @@ from typing import Any
 from components.types import GenerationResult
 from components.atomic_files import atomic_path, write_text
 
-from .metadata import make_grid, save_png
+from .grid import result_grid
+from .metadata import save_png
 
 
 def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Save everything; set ``path`` on each image; return the summary that was written."""
+                extra: dict[str, Any] | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Save everything; set ``path`` on each image; return the summary that was written.
+
+    ``names``: card id -> adapter name for the grid's labels (default: the ids)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -24,19 +28,19 @@ def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
                      "variant": None if img.variant is None else {
                          "index": img.variant.index, "weights": img.variant.weights,
                          "prompt": img.variant.prompt, "export": img.variant.export}})
-    grid_images = [i.image for i in result.images]
     summary: dict[str, Any] = {"model": result.model, "preview_model": result.preview_model,
                                "images": rows, "notices": result.notices, "timings": result.timings}
     if result.baseline is not None:
         b = result.baseline
         b.path = str(save_png(b.image, folder / f"{stem}-baseline-seed{b.seed}.png", b.parameters))
         summary["baseline"] = {"path": b.path, "seed": b.seed, "parameters": b.parameters}
-    if grid_images:
-        grid = make_grid(grid_images + ([result.baseline.image] if result.baseline else []))
+    if result.images:  # the base model's image first, marked; then the variants
+        grid, labels = result_grid(result, names or {})
         grid_path = folder / f"{stem}-grid.png"
         with atomic_path(grid_path) as tmp:
             grid.save(tmp, format="PNG")
         summary["grid"] = str(grid_path)
+        summary["grid_labels"] = labels
     if result.preview_model:
         summary["warning"] = "images come from the untrained preview model (random weights)"
     summary.update(extra or {})

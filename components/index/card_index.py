@@ -6,7 +6,9 @@ Lives in ``<catalog_dir>/index/``: ``manifest.json`` (embedding model, catalog s
 
 ``update()`` is incremental: only cards whose catalog hash (source + refined + curation)
 changed are re-read, re-tokenised and re-embedded; deleted and blocked cards leave the index.
-An index built with another embedding model is refused, never mixed.
+A card whose dense text has a shipped vector (shipped.py: the starter catalog's, same model,
+same text) takes it instead of being embedded. An index built with another embedding model is
+refused, never mixed.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from catalog.settings import Settings
+from catalog.starter import STARTER_VECTORS_PATH
 from components.atomic_files import write_text
 from components.encoder import Embedder
 from components.index.documents import INDEX_FORMAT, CardFacts, card_documents
 from components.index.lexical import SparseBM25
+from components.index.shipped import ShippedVectors, load_shipped
 from components.index.vectors import IndexMismatchError, VectorStore, collection_name, drop_collection, make_client
 
 QUERY_CACHE = 256  # query embeddings kept (LRU)
@@ -40,11 +45,17 @@ class IndexReport:
     unchanged: int = 0
     seconds: float = 0.0
     embedding_model: str = ""
+    embedded: int = 0  # dense texts sent to the embedder
+    shipped: int = 0  # cards that took a shipped vector instead
     notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        reuse = f"; {self.shipped} shipped vectors, {self.embedded} texts embedded" if self.shipped else ""
         return (f"index: {self.added} added, {self.updated} updated, {self.removed} removed, "
-                f"{self.unchanged} unchanged in {self.seconds:.1f} s ({self.embedding_model})")
+                f"{self.unchanged} unchanged in {self.seconds:.1f} s ({self.embedding_model}{reuse})")
+
+
+Progress = Callable[[int, int], None]  # (cards done, cards to index) while an update runs
 
 
 def catalog_state(hashes: dict[str, str]) -> str:
@@ -53,10 +64,15 @@ def catalog_state(hashes: dict[str, str]) -> str:
 
 
 class CardIndex:
-    def __init__(self, settings: Settings, embedder: Embedder, allow_other_model: bool = False):
-        """``allow_other_model``: open an index of another model only to :meth:`rebuild` it."""
+    def __init__(self, settings: Settings, embedder: Embedder, allow_other_model: bool = False,
+                 shipped_path: Path | None = None):
+        """``allow_other_model``: open an index of another model only to :meth:`rebuild` it.
+        ``shipped_path``: vectors to take instead of embedding (default: the starter catalog's)."""
         self.settings = settings
         self.embedder = embedder
+        self.shipped_path = STARTER_VECTORS_PATH if shipped_path is None else shipped_path
+        self._shipped: ShippedVectors | None = None  # read on the first update that embeds
+        self._shipped_read = False
         self.dir = Path(settings.catalog_dir) / "index"
         self.collection = collection_name(settings.catalog_dir)
         self.manifest: dict = self._read_json("manifest.json", {})
@@ -104,7 +120,7 @@ class CardIndex:
         return len(self.facts)
 
     # ---- building ---------------------------------------------------------------------
-    def rebuild(self, store, progress: bool = False) -> IndexReport:
+    def rebuild(self, store, progress: bool = False, on_progress: Progress | None = None) -> IndexReport:
         """Forget everything (also vectors of another model) and index the catalog again."""
         client = make_client(self.settings, self.dir / "chroma")
         drop_collection(client, self.collection)
@@ -114,9 +130,11 @@ class CardIndex:
                 path.unlink()
         self.manifest, self.facts, self.indexed_hash, self._facts_text = {}, {}, {}, {}
         self.prompts, self.cards, self._vectors = SparseBM25(), SparseBM25(), None
-        return self.update(store, progress=progress)
+        return self.update(store, progress=progress, on_progress=on_progress)
 
-    def update(self, store, progress: bool = False) -> IndexReport:
+    def update(self, store, progress: bool = False, on_progress: Progress | None = None) -> IndexReport:
+        """``progress``: a progress bar on stderr; ``on_progress(done, total)``: called before the
+        first batch and after each (a start-up status line shows it)."""
         start = time.perf_counter()
         report = IndexReport(embedding_model=self.embedder.name)
         hashes = store.hashes()
@@ -135,6 +153,10 @@ class CardIndex:
         report.removed = len(removed)
         self._forget_lexical([k for k in changed if k in self.indexed_hash])
         encoded: dict[str, list] = {"prompts": [], "cards": []}
+        if changed:
+            self._load_shipped(report)
+        if on_progress is not None:
+            on_progress(0, len(changed))
         try:
             for i in range(0, len(changed), BATCH):
                 ids = changed[i:i + BATCH]
@@ -144,9 +166,11 @@ class CardIndex:
                         report.updated += 1
                     else:
                         report.added += 1
-                self._add([cards[k] for k in ids if k in cards], wanted, encoded)
+                self._add([cards[k] for k in ids if k in cards], wanted, encoded, report)
                 if bar is not None:
                     bar.update(len(ids))
+                if on_progress is not None:
+                    on_progress(min(i + BATCH, len(changed)), len(changed))
         finally:  # the lexical documents of every card added so far join in one copy
             self.prompts.append(encoded["prompts"])
             self.cards.append(encoded["cards"])
@@ -172,17 +196,31 @@ class CardIndex:
         self.prompts.remove(set(ids))
         self.cards.remove(set(ids))
 
-    def _add(self, cards: list, hashes: dict[str, str], encoded: dict[str, list]) -> None:
-        """Embed and store the vectors of ``cards``; their lexical documents go to ``encoded``
-        (appended once per update: appending per batch copied the whole matrix each time)."""
+    def _load_shipped(self, report: IndexReport) -> None:
+        """Read the shipped vectors once, if they fit this index (model, format); a file that does
+        not fit is said in the report, never used."""
+        if not self._shipped_read:
+            self._shipped, notice = load_shipped(self.shipped_path, self.embedder.name)
+            self._shipped_read = True
+            if notice:
+                report.notices.append(notice)
+
+    def _add(self, cards: list, hashes: dict[str, str], encoded: dict[str, list], report: IndexReport) -> None:
+        """Embed (or take the shipped vectors of) and store the vectors of ``cards``; their lexical
+        documents go to ``encoded`` (appended once per update: appending per batch copied the
+        whole matrix each time)."""
         docs = [card_documents(c) for c in cards]
         self._matrix = None
         encoded["prompts"].append(self.prompts.encode([(d.facts.id, t) for d in docs for t in d.prompt_terms]))
         encoded["cards"].append(self.cards.encode([(d.facts.id, d.card_terms) for d in docs]))
-        texts = list(dict.fromkeys(d.dense_text for d in docs))  # versions of one model share a text
-        unique = self.embedder.embed(texts)
+        found = [self._shipped.lookup(d.facts.id, d.dense_text) if self._shipped else None for d in docs]
+        texts = list(dict.fromkeys(d.dense_text for d, v in zip(docs, found) if v is None))  # versions of one model share a text
+        embedded = self.embedder.embed(texts) if texts else None
+        report.embedded += len(texts)
+        report.shipped += sum(v is not None for v in found)
         row = {t: i for i, t in enumerate(texts)}
-        vectors = unique[[row[d.dense_text] for d in docs]] if docs else unique
+        vectors = np.stack([v if v is not None else embedded[row[d.dense_text]] for d, v in zip(docs, found)]) \
+            if docs else np.zeros((0, 0), dtype=np.float32)
         metadatas = [{"index_hash": d.index_hash, "base_model": d.facts.base_model} for d in docs]
         self.vectors.upsert([d.facts.id for d in docs], vectors, metadatas)
         for d in docs:

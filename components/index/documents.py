@@ -23,7 +23,7 @@ from components.composer.naming import subject_words
 from components.refiner.purpose import name_concepts, purpose_of
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 8  # 6: purpose facts (concepts, name concepts, kind, brings); 7: naming words; 8: screen v2. Bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 9  # 6: purpose facts (concepts, name concepts, kind, brings); 7: naming words; 8: screen v2; 9: LoHa, LoKr, DoRA loadable. Bump when documents change shape: every card is then re-indexed
 
 
 @dataclass

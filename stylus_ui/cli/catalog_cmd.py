@@ -1,4 +1,4 @@
-"""``catalog`` subcommands: import, list, show, stats, block/unblock, edit, index."""
+"""``catalog`` subcommands: import, identify, list, show, stats, block/unblock, edit, index."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("repo", metavar="REPO_OR_DIR")
     add_common(q)
     q.set_defaults(func=_import_hf)
+
+    q = csub.add_parser("identify", help="look up a folder's LoRA files on Civitai by SHA256 and fill their cards",
+                        description="Hash each adapter file under DIR once (cached), look the hashes up with "
+                                    "Civitai's by-hash API and import the cards with Civitai's facts and the "
+                                    "local path. Unknown files keep the card their header describes. Answers "
+                                    "are saved: a second run only asks about new files.")
+    q.add_argument("dir")
+    q.add_argument("--base-url", default="https://civitai.com", help="API host (default %(default)s)")
+    q.add_argument("--token", default=None, help="Civitai API token (default: $STYLUS_CIVITAI_TOKEN)")
+    q.add_argument("--workers", type=int, default=4, help="requests and hashes at a time, 1-16 (default %(default)s)")
+    q.add_argument("--refresh", action="store_true", help="ask again about files already answered")
+    q.add_argument("--offline", action="store_true", help="no lookups: saved answers and file headers only")
+    q.add_argument("--allow-pickle", action="store_true",
+                   help="also record .ckpt/.pt/.bin files (unsafe: pickles can run code)")
+    add_common(q)
+    q.set_defaults(func=_identify)
 
     q = csub.add_parser("build-starter", help="rebuild the starter catalog shipped in catalog/ from a Civitai dump",
                         description="Rebuild catalog/starter_catalog.jsonl.gz reproducibly: the most-downloaded "
@@ -134,6 +150,19 @@ def _import_folder(args):
     with _open(args, seed=False) as store:
         return _report(import_folder(store, args.dir, allow_pickle=args.allow_pickle or settings.allow_pickle,
                                      roots=roots, progress=True))
+
+
+def _identify(args):
+    from catalog.importers.folder import allowed_roots
+    from catalog.importers.identify import identify_folder
+    settings = settings_from_args(args)
+    roots = allowed_roots(settings)  # the same policy as folder import
+    token = secret_arg(args.token) or settings.civitai_token
+    with _open(args, seed=False) as store:
+        return _report(identify_folder(store, args.dir, base_url=args.base_url, token=token,
+                                       allow_pickle=args.allow_pickle or settings.allow_pickle, roots=roots,
+                                       offline=args.offline, refresh=args.refresh, workers=args.workers,
+                                       progress=True))
 
 
 def _import_hf(args):

@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from components.engine import StylusEngine
     from components.generator import save_result
+    from components.masks import repeated_masks_notice
     from components.types import GenerationRequest
 
     settings = settings_from_args(args, model=args.model, scheduler=args.scheduler)
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     retrieval, comp = engine.select(args.prompt)
     t_select = time.perf_counter() - t0
-    _print_composition(comp)
+    _print_composition(comp, settings.base_weight)
     request = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, mode=args.mode, init_image=args.image,
         mask_image=args.mask, strength=args.strength, steps=steps,
@@ -71,8 +72,11 @@ def _run(args: argparse.Namespace) -> int:
         bar.close()
     result.timings = {"retrieve+compose": t_select, **result.timings}
     out = Path(args.out) if args.out else Path(settings.output_dir) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    names = {a.card_id: a.name for t in comp.topics for a in t.adapters}
+    repeated = repeated_masks_notice([i.variant for i in result.images if i.variant is not None])
+    result.notices += [repeated] if repeated else []
     summary = save_result(result, out, extra={"prompt": args.prompt, "composition": _comp_dict(comp),
-                                              "retrieved": len(retrieval.candidates)})
+                                              "retrieved": len(retrieval.candidates)}, names=names)
     if result.preview_model:
         print("NOTE: images come from the untrained preview model (random weights, noise-like "
               "pictures); set --model or STYLUS_MODEL to a real SD-1.5 model for real images.")
@@ -80,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  notice: {notice}")
     for row in summary["images"]:
         print(f"  {row['path']}")
-    print(f"grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
+    print(f"labelled grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
     print("timings: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
     return 0
 
@@ -101,10 +105,15 @@ def _checked(args: argparse.Namespace, preview: bool) -> tuple[int, int]:
             limits.SIDE.check_or("--size", args.size, 64 if preview else 512))
 
 
-def _print_composition(comp) -> None:
-    print(f"composer: {comp.composer}")
+def _print_composition(comp, base_weight: float) -> None:
+    """Each topic's adapters with their recommended and applied weights (all adapters on)."""
+    from components.masks import WEIGHT_RULE, applied_weights
+
+    applied = applied_weights(comp, base_weight)
+    print(f"composer: {comp.composer} ({WEIGHT_RULE.format(base_weight=base_weight)})")
     for topic in comp.topics:
-        names = ", ".join(f"{a.name} ({a.card_id}, {a.weight:g})" for a in topic.adapters) or "-"
+        names = ", ".join(f"{a.name} ({a.card_id}, recommended weight {a.weight:g}, applied weight "
+                          f"{applied[a.card_id]:g})" for a in topic.adapters) or "-"
         print(f"  {' + '.join(topic.keywords)}: {names}")
 
 

@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from catalog.settings import Settings
-    from stylus_ui.web import build_app
+    from stylus_ui.web import serve
 
-    demo, launch_kwargs = build_app(Settings.from_env(catalog_dir=args.catalog))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share or None, **launch_kwargs)
+    serve(Settings.from_env(catalog_dir=args.catalog), server_name=args.host, server_port=args.port,
+          share=args.share or None)
     return 0

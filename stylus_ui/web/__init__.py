@@ -1,10 +1,12 @@
 """The Stylus web app: ``create_demo(engine) -> gr.Blocks``, one module per tab.
 
 The engine is passed in; nothing here builds models or opens the catalog at import time.
-``launch_kwargs()`` holds what Gradio 6 wants at ``launch()`` (theme, css).
+``launch_kwargs()`` holds what Gradio 6 wants at ``launch()`` (theme, css). ``serve()`` launches
+the app and then warms the engine up in the background, with a status line on the page.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -29,6 +31,10 @@ def create_demo(engine) -> gr.Blocks:
                 f'keyword and renders a grid of variants beside the base model.</p></div></div>')
         if engine.status().get("preview_model"):
             gr.HTML(render.PREVIEW_BANNER, elem_id="preview-banner")
+        startup_line = gr.Markdown(visible=False, elem_id="startup-status")
+        startup_timer = gr.Timer(1.0)
+        startup_timer.tick(partial(startup_status, engine), None, [startup_line, startup_timer],
+                           show_progress="hidden", api_visibility="private")
         with gr.Tabs():
             with gr.Tab("Text to image", id="txt2img"):
                 build_text_to_image(engine)
@@ -45,6 +51,13 @@ def create_demo(engine) -> gr.Blocks:
                   [*catalog_widgets, status], api_visibility="undocumented")
     demo.queue(default_concurrency_limit=2)
     return demo
+
+
+def startup_status(engine) -> tuple[Any, gr.Timer]:
+    """The start-up status line (engine.startup: "indexing the catalog: N%") while the engine
+    warms up; once it is ready (or was never started: tests) the line hides and the timer stops."""
+    line = engine.startup.line()
+    return gr.Markdown(value=line, visible=bool(line)), gr.Timer(active=engine.startup.busy)
 
 
 def launch_kwargs(settings) -> dict[str, Any]:
@@ -85,8 +98,25 @@ def configure_logging() -> None:
 
 def build_app(settings=None) -> tuple[gr.Blocks, dict[str, Any]]:
     """Settings (default: from the environment) -> engine -> Blocks, plus launch() arguments."""
+    demo, kwargs, _ = _build(settings)
+    return demo, kwargs
+
+
+def serve(settings=None, **launch_options: Any) -> None:
+    """Build and launch the app, then warm the engine up in the background (catalog, index,
+    embedding model): the page answers at once and says how far the index is; blocks until the
+    server stops. ``launch_options`` go to ``launch()`` (server_name, server_port, share)."""
+    demo, kwargs, engine = _build(settings)
+    demo.launch(prevent_thread_lock=True, **kwargs, **launch_options)
+    engine.start_warm_up()
+    demo.block_thread()
+
+
+def _build(settings=None) -> tuple[gr.Blocks, dict[str, Any], Any]:
+    """The Blocks, the launch() arguments and the engine behind them."""
     from catalog.settings import Settings
     from components.engine import StylusEngine
 
     settings = settings or Settings.from_env()
-    return create_demo(StylusEngine(settings)), launch_kwargs(settings)
+    engine = StylusEngine(settings)
+    return create_demo(engine), launch_kwargs(settings), engine

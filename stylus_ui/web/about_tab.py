@@ -25,8 +25,6 @@ arXiv:2404.18928). The API (`select`, `compose`, `generate`) is listed under "Us
 
 def build_about(engine) -> gr.Markdown:
     """Builds the tab; returns the status widget so the app can fill it after start-up."""
-    if engine.status().get("preview_model"):
-        gr.HTML(render.PREVIEW_BANNER)
     status = gr.Markdown(render.status_markdown(engine.status()), elem_id="about-status")
     refresh = gr.Button("Refresh", size="sm")
     gr.Markdown(ABOUT)
@@ -35,6 +33,13 @@ def build_about(engine) -> gr.Markdown:
 
 
 def full_status(engine) -> str:
+    """The configuration as it runs: device and dtype resolved (``auto`` -> cpu/cuda/mps, float32/16)."""
+    from components.generator.pipeline import resolve_device
     status = dict(engine.status())
     status["cards"] = engine.catalog_stats().get("cards")
+    try:
+        device, dtype = resolve_device(engine.settings)
+        status["resolved"] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}
+    except Exception as exc:  # a device that is not there: say so instead of the setting
+        status["resolved"] = {"device": f"unavailable ({exc})", "dtype": "-"}
     return render.status_markdown(status)

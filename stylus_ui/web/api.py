@@ -19,8 +19,16 @@ from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import GPU, SELECT, SELECT_CONCURRENCY, STRATEGIES, cancellable, defaults_for
 from stylus_ui.web.images import save_png
 
+DEFAULT_GUIDANCE: float = GenerationRequest.guidance
+DEFAULT_STRATEGY: str = GenerationRequest.mask_strategy
+
 
 def build_api(engine) -> None:
+    """The three endpoints. Their parameter names are the callbacks' parameter names (Gradio takes
+    them from the signatures), so keyword calls use the names docs/API.md and the README give. A
+    parameter is optional in ``client.view_api()`` when its widget has a value (that value is the
+    default the client sends) or, for a widget without one (``mapping``), when the callback's
+    parameter defaults to None."""
     d = defaults_for(engine)
     s = engine.settings
     with gr.Group(visible=False):
@@ -28,35 +36,37 @@ def build_api(engine) -> None:
         top_k = gr.Number(value=s.top_k, precision=0, label="top_k")
         composer = gr.Textbox(value=s.composer, label="composer")
         llm_model = gr.Textbox(value=s.llm_model, label="llm_model")
-        per_topic = gr.Number(value=s.adapters_per_topic, precision=0, label="adapters_per_topic")
+        adapters_per_topic = gr.Number(value=s.adapters_per_topic, precision=0, label="adapters_per_topic")
         characters = gr.Textbox(value=s.characters, label="characters")
         mapping = gr.JSON(value=None, label="mapping")
-        negative = gr.Textbox(label="negative_prompt")
+        negative_prompt = gr.Textbox(value="", label="negative_prompt")
         steps = gr.Number(value=d.steps, precision=0, label="steps")
-        guidance = gr.Number(value=7.0, label="guidance")
+        guidance = gr.Number(value=DEFAULT_GUIDANCE, label="guidance")
         seed = gr.Number(value=0, precision=0, label="seed")
-        n = gr.Number(value=d.num_images, precision=0, label="num_images")
-        strategy = gr.Textbox(value="one_hot_loras", label="mask_strategy")
-        debias = gr.Textbox(label="debias")
+        num_images = gr.Number(value=d.num_images, precision=0, label="num_images")
+        mask_strategy = gr.Textbox(value=DEFAULT_STRATEGY, label="mask_strategy")
+        debias = gr.Textbox(value="", label="debias")
         width = gr.Number(value=d.size, precision=0, label="width")
         height = gr.Number(value=d.size, precision=0, label="height")
         result = gr.JSON(label="result")
         gallery = gr.Gallery(label="images", format="png")
         buttons = [gr.Button(visible=False) for _ in range(3)]
+    # positional order is part of the API (clients call predict(*args)): append, never reorder
     buttons[0].click(user_errors(partial(api_select, engine)),
-                     [prompt, top_k, composer, llm_model, per_topic, characters],
+                     [prompt, top_k, composer, llm_model, adapters_per_topic, characters],
                      [result], api_name="select", concurrency_id=SELECT, concurrency_limit=SELECT_CONCURRENCY)
-    buttons[1].click(user_errors(partial(api_compose, engine)), [prompt, mapping, n, strategy, seed, debias],
+    buttons[1].click(user_errors(partial(api_compose, engine)),
+                     [prompt, mapping, num_images, mask_strategy, seed, debias],
                      [result], api_name="compose", concurrency_id=SELECT, concurrency_limit=SELECT_CONCURRENCY)
     generating = buttons[2].click(cancellable(user_errors(partial(api_generate, engine))),
-                                  [prompt, negative, mapping, steps, guidance, seed, n, strategy, debias,
-                                   width, height], [gallery, result], api_name="generate",
+                                  [prompt, negative_prompt, mapping, steps, guidance, seed, num_images,
+                                   mask_strategy, debias, width, height], [gallery, result], api_name="generate",
                                   concurrency_id=GPU, concurrency_limit=1)
     # gradio_client's Job.cancel() looks for an event that cancels /generate and triggers it
     gr.Button(visible=False).click(None, None, None, cancels=[generating])
 
 
-def _prompt(prompt: str) -> str:
+def _prompt(prompt: str | None) -> str:
     if not (prompt or "").strip():
         raise gr.Error("prompt is empty; pass the text to find adapters for")
     return prompt.strip()
@@ -78,49 +88,60 @@ def _mapping_rows(mapping: Any) -> list[dict[str, Any]]:
     if mapping in (None, "", []):
         return []
     if not isinstance(mapping, list) or not all(isinstance(r, dict) for r in mapping):
-        raise gr.Error('mapping must be a list of {"keyword", "id", "weight"} objects')
+        raise gr.Error('mapping must be a list of {"keyword", "id", "weight"} objects (optionally '
+                       f'"applied_weight"), got {type(mapping).__name__}')
     return mapping
 
 
-def api_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
-               characters: str = "") -> dict:
+def _strategy(mask_strategy: str | None) -> str:
+    if mask_strategy and mask_strategy not in STRATEGIES:
+        raise gr.Error(f"mask_strategy {mask_strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
+    return mask_strategy or DEFAULT_STRATEGY
+
+
+def api_select(engine, prompt: str, top_k: int | None = None, composer: str | None = None,
+               llm_model: str | None = None, adapters_per_topic: int | None = None,
+               characters: str | None = None) -> dict:
     """Retrieve and compose: candidates with scores and evidence, the composition, mapping rows."""
     retrieval, comp = engine.select(_prompt(prompt), top_k=top_k, composer=composer or None,
-                                    llm_model=llm_model or None, adapters_per_topic=per_topic,
+                                    llm_model=llm_model or None, adapters_per_topic=adapters_per_topic,
                                     characters=characters or None)  # the engine checks the limits
-    rows = [dict(zip(("keyword", "id", "name", "weight"), r)) for r in render.composition_rows(comp)]
     return {"candidates": [render.candidate_dict(c) for c in retrieval.candidates],
-            "composition": render.composition_dict(comp), "mapping": rows,
+            "composition": render.composition_dict(comp), "mapping": render.mapping_dicts(comp),
             "notices": list(retrieval.notices), "seconds": {"retrieve": round(retrieval.seconds, 4),
                                                             "compose": round(comp.seconds, 4)}}
 
 
-def api_compose(engine, prompt: str, mapping: Any, n: float, strategy: str, seed: float, debias: str) -> dict:
+def api_compose(engine, prompt: str, mapping: list[dict[str, Any]] | None = None, num_images: int | None = None,
+                mask_strategy: str | None = None, seed: int | None = None, debias: str | None = None) -> dict:
     """Validate an edited mapping and list the variants it gives (weights, A1111 prompts)."""
     prompt = _prompt(prompt)
     rows = _mapping_rows(mapping)
+    strategy = _strategy(mask_strategy)
     # the limits before any work (a select may run first); engine.variants checks them again
-    n, seed, debias = check_variants(_or(n, defaults_for(engine).num_images), _or(seed, 0), debias or "")
+    num_images, seed, debias = check_variants(_or(num_images, defaults_for(engine).num_images), _or(seed, 0),
+                                              debias or "")
     comp = engine.composition_from_rows(prompt, rows) if rows else engine.select(prompt)[1]
-    variants = engine.variants(comp, n, strategy or "one_hot_loras", seed, debias)
+    variants = engine.variants(comp, num_images, strategy, seed, debias)
     return {"composition": render.composition_dict(comp),
             "variants": [{"index": v.index, "weights": v.weights, "prompt": v.prompt, "export": v.export}
                          for v in variants]}
 
 
-def api_generate(engine, prompt: str, negative: str, mapping: Any, steps: float, guidance: float, seed: float,
-                 n: float, strategy: str, debias: str, width: float, height: float, *,
-                 cancel: threading.Event | None = None):
+def api_generate(engine, prompt: str, negative_prompt: str | None = None,
+                 mapping: list[dict[str, Any]] | None = None, steps: int | None = None,
+                 guidance: float | None = None, seed: int | None = None, num_images: int | None = None,
+                 mask_strategy: str | None = None, debias: str | None = None, width: int | None = None,
+                 height: int | None = None, *, cancel: threading.Event | None = None):
     """Generate the variant grid (text to image); an empty mapping selects adapters first."""
     prompt = _prompt(prompt)
-    if strategy and strategy not in STRATEGIES:
-        raise gr.Error(f"mask_strategy {strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
+    strategy = _strategy(mask_strategy)
     rows = _mapping_rows(mapping)
     d = defaults_for(engine)
     request = check_request(GenerationRequest(  # the limits before any work; the generator checks again
-        prompt=prompt, negative_prompt=negative or "", steps=_or(steps, d.steps), guidance=_or(guidance, 7.0),
-        seed=_or(seed, 0), num_images=_or(n, d.num_images), mask_strategy=strategy or "one_hot_loras",
-        debias=debias or "", width=_side(width, d.size), height=_side(height, d.size)))
+        prompt=prompt, negative_prompt=negative_prompt or "", steps=_or(steps, d.steps),
+        guidance=_or(guidance, DEFAULT_GUIDANCE), seed=_or(seed, 0), num_images=_or(num_images, d.num_images),
+        mask_strategy=strategy, debias=debias or "", width=_side(width, d.size), height=_side(height, d.size)))
     comp = engine.composition_from_rows(prompt, rows) if rows else engine.select(prompt)[1]
     request.composition = comp
     result = engine.generate(request, cancel=cancel)

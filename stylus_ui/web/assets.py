@@ -8,9 +8,19 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
+# Readable results: gallery captions wrap instead of ending in "...", and the mapping's long
+# adapter names wrap inside their column so the weight columns stay in view.
+READABLE_CSS = """
+.stylus-gallery .caption-label { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; max-width: none !important; overflow-wrap: anywhere; }
+.stylus-grid .image-frame { padding-top: 2.75rem; }  /* the grid's first labels below the block label */
+[id$="-mapping"] td span, [id$="-mapping"] th span { white-space: normal; overflow-wrap: anywhere; }
+"""
+
+
 def css() -> str:
     path = ASSETS / "style.css"
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
+    return (path.read_text(encoding="utf-8") if path.is_file() else "") + READABLE_CSS
 
 
 def logo_svg() -> str:

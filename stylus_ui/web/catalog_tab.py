@@ -36,8 +36,10 @@ def build_catalog(engine, demo: gr.Blocks) -> tuple[gr.Dropdown, gr.Dataframe, g
     with gr.Row():
         flags = gr.CheckboxGroup(FLAGS, label="Only cards that are", scale=3)
         search_btn = gr.Button("Search", variant="primary", elem_id="catalog-search-btn", scale=1)
+    # widths keep every header on one line ("downloads", "blocked"); long ids and names wrap
     results = gr.Dataframe(headers=RESULT_HEADERS, value=[], interactive=False, max_height=320,
-                           label="Cards (click a row to open it)", elem_id="catalog-results", wrap=True)
+                           label="Cards (click a row to open it)", elem_id="catalog-results", wrap=True,
+                           column_widths=["22%", "28%", "11%", "8%", "12%", "11%", "8%"])
     summary = gr.Markdown(elem_id="catalog-summary")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -168,7 +170,10 @@ def build_import(engine, session: gr.State) -> dict[str, Any]:
             with gr.Column():
                 roots = ", ".join(s.folder_import_roots) or ("anywhere on the server" if folder_allowed else "off")
                 folder = gr.Textbox(label=f"Folder on the server (allowed: {roots})", interactive=folder_allowed)
-                folder_btn = gr.Button("Import folder", interactive=folder_allowed)
+                with gr.Row():
+                    folder_btn = gr.Button("Import folder", interactive=folder_allowed)
+                    identify_btn = gr.Button("Identify on Civitai", interactive=folder_allowed,
+                                             elem_id="catalog-identify")
             with gr.Column():
                 token = gr.Textbox(label="Civitai API token (not stored)", type="password")
                 query = gr.Textbox(label="Search text (optional)")
@@ -180,10 +185,11 @@ def build_import(engine, session: gr.State) -> dict[str, Any]:
     common = dict(concurrency_id=RETRIEVAL, concurrency_limit=1, api_visibility="undocumented")
     dump_btn.click(user_errors(partial(on_import, engine, "file")), [dump, session], [report], **common)
     folder_btn.click(user_errors(partial(on_import, engine, "folder")), [folder, session], [report], **common)
+    identify_btn.click(user_errors(partial(on_import, engine, "identify")), [folder, session], [report], **common)
     api_btn.click(user_errors(partial(on_import_api, engine)), [token, query, limit, session], [report], **common)
     reindex_btn.click(user_errors(partial(on_reindex, engine)), [session], [report], **common)
-    widgets = [dump, dump_btn, folder, folder_btn, token, query, limit, api_btn, reindex_btn]
-    allowed = [True, True, folder_allowed, folder_allowed, True, True, True, True, True]
+    widgets = [dump, dump_btn, folder, folder_btn, identify_btn, token, query, limit, api_btn, reindex_btn]
+    allowed = [True, True, folder_allowed, folder_allowed, folder_allowed, True, True, True, True, True]
     return {"widgets": widgets, "allowed": allowed}
 
 
@@ -303,9 +309,10 @@ def on_import(engine, kind: str, value: str | None, session: dict | None = None,
     auth.require_curator(engine.settings, session, profile, "Importing")
     if not value:
         raise gr.Error("Choose a dump file first." if kind == "file" else "Type a folder path first.")
-    progress(0, desc="importing")
-    report = engine.import_civitai_file(value) if kind == "file" else engine.import_folder(value)
-    return _report_md(report)
+    progress(0, desc="identifying on Civitai" if kind == "identify" else "importing")
+    run = {"file": engine.import_civitai_file, "folder": engine.import_folder,
+           "identify": engine.identify_folder}[kind]  # identify: each file looked up by its SHA256
+    return _report_md(run(value))
 
 
 def on_import_api(engine, token: str, query: str, limit: float | None, session: dict | None = None,

@@ -69,3 +69,45 @@ def _message(exc: BaseException) -> str:
     text = redact(exc.message if isinstance(exc, gr.Error) else str(exc)).strip() or type(exc).__name__
     first = text.splitlines()[0]
     return first[:500]
+
+
+
+ERROR_CLASS = "stylus-error"  # the status line under a tab's buttons holds a refusal in this element
+FAILED = "failed"  # session-state key: the first step of a chain was refused, with its message
+
+
+def shown_near(fn: Callable[..., Any], outputs: int, state_out: int, state_arg: int,
+               after_failure: bool = False) -> Callable[..., Any]:
+    """For a tab's main buttons: a refused or failed request changes nothing on the page (the
+    previous images and mapping stay, no red "Error" badge on every output) and its one readable
+    message goes to the status line under the buttons, the event's last output.
+
+    ``fn`` returns every output but the status line (``outputs - 1`` values); the session state
+    is output ``state_out`` and positional input ``state_arg``. A refusal is also written into the
+    state, so the next step of a chain (Select + generate) sees it: with ``after_failure`` a step
+    does nothing when the step before it was refused. A successful first step clears the mark."""
+    wrapped = user_errors(fn)
+
+    @functools.wraps(wrapped)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = args[state_arg] if len(args) > state_arg and isinstance(args[state_arg], dict) else {}
+        if after_failure and state.get(FAILED):
+            return [gr.skip()] * outputs  # the message of the step before stays on the status line
+        try:
+            values = list(wrapped(*args, **kwargs))
+        except gr.Error as exc:
+            values = [gr.skip()] * outputs
+            values[-1] = error_html(exc.message)
+            values[state_out] = {**state, FAILED: exc.message}
+            return values
+        if isinstance(values[state_out], dict):
+            values[state_out] = {k: v for k, v in values[state_out].items() if k != FAILED}
+        elif state.get(FAILED):  # the step left the state as it was: only clear the mark
+            values[state_out] = {k: v for k, v in state.items() if k != FAILED}
+        return [*values, ""]
+    return wrapper
+
+
+def error_html(message: str) -> str:
+    from stylus_ui.web.render import esc
+    return f'<div class="{ERROR_CLASS}" role="alert">{esc(message)}</div>'

@@ -13,8 +13,11 @@ from stylus_ui.web.uploads import checked
 
 def _extra(settings) -> list:
     example = example_image_path()
+    # the editor's toolbar covers its own label: the instruction sits above it instead
+    gr.Markdown("**Image and mask**: upload an image, then paint white over the part to repaint.",
+                elem_id="inpaint-help")
     editor = checked(gr.ImageMask(
-        label="Image and mask (paint white over what to repaint)", type="numpy", height=320,
+        label="Image and mask", show_label=False, type="numpy", height=320,
         elem_id="inpaint-editor", sources=["upload", "clipboard"], layers=False,
         brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
         value={"background": str(example), "layers": [], "composite": str(example)} if example else None),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 from typing import Any, Iterable
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
+from components.generator.grid import variant_label
+from components.masks import applied_weights
 from components.refiner.purpose import purpose_of
 
 MAX_DESCRIPTION_CHARS = 600
@@ -61,10 +63,25 @@ def why_matched(evidence: dict[str, list[str]], concepts: list[dict[str, Any]] |
     return "; ".join(parts) or "semantic similarity"
 
 
+def css_url(url: str) -> str:
+    """``url`` for a CSS ``url("...")``: http(s) only; quotes, brackets, backslashes and spaces
+    percent-encoded so card text can never leave the url() (an empty string otherwise)."""
+    if urlparse(url).scheme not in ("http", "https"):
+        return ""
+    return quote(url, safe=":/?#[]@!$&*+,;=%-._~")
+
+
+def thumbnail_html(url: str, css_class: str) -> str:
+    """A card image drawn as a CSS background over a placeholder: offline, or when the image host
+    does not answer, the placeholder shows, never a broken-image icon."""
+    safe = css_url(url)
+    style = f' style="background-image: url(&quot;{esc(safe)}&quot;), var(--stylus-placeholder)"' if safe else ""
+    return f'<div class="{css_class} stylus-placeholder" role="img" aria-label="example image"{style}></div>'
+
+
 def card_item_html(c: dict[str, Any]) -> str:
     """One compact card of the retrieved-adapters list (``c`` from :func:`candidate_dict`)."""
-    img = (f'<img class="stylus-thumb" src="{esc(c["preview"])}" alt="" loading="lazy" '
-           f'referrerpolicy="no-referrer">' if c.get("preview") else '<div class="stylus-thumb empty"></div>')
+    img = thumbnail_html(c.get("preview") or "", "stylus-thumb")
     triggers = _chips(c.get("trigger_words", []), "trigger")
     return (
         f'<div class="stylus-card" data-card-id="{esc(c["id"])}">{img}<div class="stylus-card-body">'
@@ -101,8 +118,7 @@ def card_detail_html(card) -> str:
             ("weight", card.effective_weight()), ("<lora:...>", f"<lora:{card.lora_name}:{card.effective_weight():g}>")]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     img = preview_url(card)
-    img_html = (f'<img class="stylus-detail-img" src="{esc(img)}" alt="" referrerpolicy="no-referrer">'
-                if img else "")
+    img_html = thumbnail_html(img, "stylus-detail-img") if img else ""
     notices = "".join(f'<p class="stylus-notice">{esc(n)}</p>' for n in card.notices[:5])
     purpose = purpose_of(card)
     reasons = card.rating_reasons()
@@ -120,21 +136,36 @@ def card_detail_html(card) -> str:
         f'<table class="stylus-table">{table}</table>{notices}</div>')
 
 
-def composition_rows(composition) -> list[list[Any]]:
-    """keyword | adapter id | name | weight rows of the editable mapping table."""
+MAPPING_KEYS = ("keyword", "id", "name", "weight", "applied_weight")  # the mapping's columns as data
+
+
+def composition_rows(composition, base_weight: float) -> list[list[Any]]:
+    """keyword | adapter id | name | recommended weight | applied weight rows of the editable
+    mapping table; the applied weight is the adapter's fixed one, else what the rule gives with
+    every adapter on (the ``all`` mask)."""
+    applied = applied_weights(composition, base_weight)
     rows = []
     for topic in composition.topics:
         keyword = " + ".join(topic.keywords)
         for a in topic.adapters:
-            rows.append([keyword, a.card_id, a.name, round(float(a.weight), 3)])
+            rows.append([keyword, a.card_id, a.name, round(float(a.weight), 3), round(applied[a.card_id], 3)])
     return rows
+
+
+def mapping_dicts(composition) -> list[dict[str, Any]]:
+    """The mapping as data (the API's ``mapping``): ``applied_weight`` is null unless fixed, so a
+    row sent back as it came applies the weight rule."""
+    return [{"keyword": " + ".join(t.keywords), "id": a.card_id, "name": a.name,
+             "weight": round(float(a.weight), 3), "applied_weight": a.applied_weight}
+            for t in composition.topics for a in t.adapters]
 
 
 def composition_dict(composition) -> dict[str, Any]:
     return {
         "prompt": composition.prompt, "composer": composition.composer,
         "topics": [{"keywords": list(t.keywords),
-                    "adapters": [{"id": a.card_id, "name": a.name, "weight": a.weight, "reason": a.reason,
+                    "adapters": [{"id": a.card_id, "name": a.name, "weight": a.weight,
+                                  "applied_weight": a.applied_weight, "reason": a.reason,
                                   "lora_name": a.lora_name} for a in t.adapters]}
                    for t in composition.topics],
         "unassigned": list(composition.unassigned), "notices": list(composition.notices),
@@ -145,25 +176,25 @@ def composition_dict(composition) -> dict[str, Any]:
 
 
 def rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
-    """The Dataframe's value (list of lists, or a pandas frame) as keyword/id/name/weight dicts."""
+    """The Dataframe's value (list of lists, or a pandas frame) as keyword/id/name/weight dicts,
+    plus ``applied_weight`` where the table has that column (see :data:`MAPPING_KEYS`)."""
     if rows is None:
         return []
     if hasattr(rows, "values") and hasattr(rows, "columns"):  # pandas.DataFrame
         rows = rows.values.tolist()
     out = []
     for row in rows:
-        row = list(row) + [""] * (4 - len(row))
+        row = list(row)
         if not any(str(v).strip() for v in row if v is not None):
             continue
-        out.append({"keyword": row[0], "id": row[1], "name": row[2], "weight": row[3]})
+        keys = MAPPING_KEYS[:max(4, min(len(row), len(MAPPING_KEYS)))]
+        out.append(dict(zip(keys, row + [""] * (len(keys) - len(row)))))
     return out
 
 
 def variant_caption(variant, names: dict[str, str]) -> str:
-    if variant is None:
-        return "base model (no adapters)"
-    active = [f"{names.get(cid, cid)} {w:.2f}" for cid, w in variant.weights.items() if w]
-    return f"#{variant.index}: " + (", ".join(active) if active else "no adapters")
+    """The gallery caption: the grid's label (adapters at their applied weights)."""
+    return variant_label(variant, names)
 
 
 def timings_markdown(timings: dict[str, float], notices: Iterable[str] = ()) -> str:
@@ -176,9 +207,16 @@ def timings_markdown(timings: dict[str, float], notices: Iterable[str] = ()) -> 
 def status_markdown(status: dict[str, Any]) -> str:
     s = status.get("settings", {})
     model = s.get("model") or "embedded untrained preview model"
+    run = status.get("resolved") or {}
+
+    def setting(name: str) -> str:  # what runs, and the setting when it was "auto"
+        value = run.get(name) or s.get(name)
+        shown = f"`{esc(value)}`"
+        return shown + (f" (setting `{esc(s.get(name))}`)" if run.get(name) and s.get(name) != value else "")
+
     lines = [
         "### Active configuration",
-        f"- **Model**: `{esc(model)}` (device `{esc(s.get('device'))}`, dtype `{esc(s.get('dtype'))}`, "
+        f"- **Model**: `{esc(model)}` (device {setting('device')}, dtype {setting('dtype')}, "
         f"scheduler `{esc(s.get('scheduler'))}`)",
         f"- **Catalog**: `{esc(status.get('catalog'))}`"
         + (f" — {status['cards']} cards" if status.get("cards") is not None else ""),

@@ -10,6 +10,18 @@ every request (path, query, headers) and can fail chosen requests on purpose:
 For the token rules: ``next_base`` writes another server's address into ``nextPage``, and
 ``redirects`` answers a path with a 302 to another address (the query kept). ``pages``
 serves those page objects verbatim, one per request, then an empty last page (fuzzing).
+
+Downloads (``GET /api/download/models/{versionId}``): ``downloads`` maps a version id to a
+presigned storage URL (answered with a 307 to it, as Civitai does), ``"401"`` (a gated file)
+or ``"html"`` (the login page Civitai serves with status 200). With ``token`` set, a request
+without ``Authorization: Bearer <token>`` gets the 401.
+
+By hash: ``versions`` maps an upper-case SHA256 to a model-version JSON (the shape
+``/api/v1/model-versions/{id}`` has, with ``files[].hashes.SHA256``). ``GET
+/api/v1/models/{id}`` answers the item of ``items`` with that id (tags, description). ``GET
+/api/v1/model-versions/by-hash/{hash}`` answers it or 404; ``POST
+/api/v1/model-versions/by-hash`` with a JSON list of up to 100 hashes answers the list of the
+known versions (400 for more than 100).
 """
 from __future__ import annotations
 
@@ -25,6 +37,8 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    method: str = "GET"
+    body: object = None  # the parsed JSON body of a POST
 
 
 @dataclass
@@ -35,6 +49,9 @@ class FakeCivitai:
     next_base: str | None = None  # base URL written into nextPage (default: this server)
     redirects: dict[str, str] = field(default_factory=dict)  # request path -> 302 Location (no query)
     pages: list | None = None  # served verbatim in request order instead of self.items
+    downloads: dict[int, str] = field(default_factory=dict)  # version id -> storage URL | "401" | "html"
+    token: str | None = None  # downloads need "Authorization: Bearer <token>" when set
+    versions: dict[str, dict] = field(default_factory=dict)  # SHA256 (upper) -> model-version JSON
     requests: list[Request] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -49,6 +66,9 @@ class FakeCivitai:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                fake.handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
                 fake.handle(self)
 
             def log_message(self, *args: object) -> None:
@@ -73,7 +93,15 @@ class FakeCivitai:
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         url = urlparse(h.path)
         query = parse_qs(url.query)
-        self.requests.append(Request(url.path, query, {k.lower(): v for k, v in h.headers.items()}))
+        body = None
+        if h.command == "POST":
+            raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                body = raw
+        self.requests.append(Request(url.path, query, {k.lower(): v for k, v in h.headers.items()},
+                                     h.command, body))
         fault = self.faults.get(len(self.requests))
         if fault == "drop":
             h.close_connection = True
@@ -89,6 +117,14 @@ class FakeCivitai:
         if url.path in self.redirects:
             location = self.redirects[url.path] + (f"?{url.query}" if url.query else "")
             return self._send(h, 302, {"moved": location}, {"Location": location})
+        if url.path.startswith("/api/download/models/"):
+            return self._download(h, url.path.rsplit("/", 1)[-1])
+        if url.path.startswith("/api/v1/model-versions/by-hash"):
+            return self._by_hash(h, url.path, body)
+        if url.path.startswith("/api/v1/models/"):  # one model by id, from items
+            wanted = url.path.rsplit("/", 1)[-1]
+            item = next((it for it in self.items if str(it.get("id")) == wanted), None)
+            return self._send(h, 200, item) if item else self._send(h, 404, {"error": f"No model with id {wanted}"})
         if self.pages is not None:
             served = len(self.requests) - 1
             return self._send(h, 200, self.pages[served] if served < len(self.pages) else {"items": []})
@@ -114,6 +150,36 @@ class FakeCivitai:
             nxt = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": [str(start + limit)]}
             metadata["nextPage"] = f"{self.next_base or self.base_url}/api/v1/models?{urlencode(nxt, doseq=True)}"
         return {"items": chunk, "metadata": metadata}
+
+    def _download(self, h: BaseHTTPRequestHandler, version: str) -> None:
+        what = self.downloads.get(int(version)) if version.isdecimal() else None
+        if what is None:
+            return self._send(h, 404, {"error": f"no model version {version}"})
+        if what == "401" or (self.token and h.headers.get("Authorization") != f"Bearer {self.token}"):
+            return self._send(h, 401, {"error": "Unauthorized", "message": "The creator of this asset "
+                                       "requires you to be logged in to download it"})
+        if what == "html":  # the login page Civitai serves to a browser-like client
+            page = b"<!DOCTYPE html><html><head><title>Sign in | Civitai</title></head><body>Sign in</body></html>"
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html; charset=utf-8")
+            h.send_header("Content-Length", str(len(page)))
+            h.end_headers()
+            h.wfile.write(page)
+            return
+        self._send(h, 307, {"redirect": "storage"}, {"Location": what})
+
+    def _by_hash(self, h: BaseHTTPRequestHandler, path: str, body: object) -> None:
+        if h.command == "POST":
+            if not isinstance(body, list) or not all(isinstance(x, str) for x in body):
+                return self._send(h, 400, {"error": "expected a JSON array of hashes"})
+            if len(body) > 100:
+                return self._send(h, 400, {"error": "at most 100 hashes per request"})
+            found = [self.versions[x.upper()] for x in dict.fromkeys(body) if x.upper() in self.versions]
+            return self._send(h, 200, found)
+        version = self.versions.get(path.rsplit("/", 1)[-1].upper())
+        if version is None:
+            return self._send(h, 404, {"error": "Model not found"})
+        self._send(h, 200, version)
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: object, headers: dict | None = None) -> None:

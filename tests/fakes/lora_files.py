@@ -128,13 +128,15 @@ def write_lokr(path: str | Path, *, targets: Sequence[Target] = SD15_KOHYA_TARGE
 
 
 def write_dora(path: str | Path, *, targets: Sequence[Target] = SD15_KOHYA_TARGETS[:3], rank: int = 4,
-               seed: int = 0) -> Path:
-    """Kohya LoRA plus ``dora_scale`` per module."""
+               seed: int = 0, on_output: bool = False) -> Path:
+    """Kohya LoRA plus ``dora_scale`` per module: per input column ``(1, in)`` (LyCORIS
+    ``wd_on_out=False``, which Stylus refuses) or with ``on_output`` per output row ``(out, 1)``."""
     rng, tensors = _rng(seed), {}
     for t in targets:
         down, up = _down_up(t, rank, rng)
+        shape = (t[2], 1) if on_output else (1, t[1])
         tensors |= {f"{t[0]}.lora_down.weight": down, f"{t[0]}.lora_up.weight": up,
-                    f"{t[0]}.dora_scale": np.ones((1, t[1]), dtype=np.float32)}
+                    f"{t[0]}.dora_scale": np.ones(shape, dtype=np.float32)}
     return _save(path, tensors, kohya_metadata("my_dora"))
 
 

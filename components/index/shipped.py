@@ -1,0 +1,117 @@
+"""Card vectors shipped with the repository, so that indexing the starter catalog embeds nothing.
+
+``catalog/starter_vectors.bin.gz`` holds one float16 vector per starter card, keyed by the card
+id *and* a hash of the dense text that was embedded (``documents.dense_text``). The header
+records the embedding model and ``INDEX_FORMAT``: a file of another model or format is ignored
+(with a notice), and a card whose dense text changed (an edit, a new refiner) misses the lookup
+and is embedded again. A shipped vector is never used for text it was not computed from.
+
+Format (byte-reproducible: gzip without a timestamp): one JSON header line
+``{"embedding_model", "index_format", "dim", "dtype": "float16", "rows": [[id, text_hash], ...]}``
+then ``len(rows) * dim`` little-endian float16 values. Regenerate it with::
+
+    python -m components.index.shipped            # from catalog/starter_catalog.jsonl.gz
+(``python -m stylus_ui catalog build-starter DUMP`` writes it too, after the starter catalog).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalog.card import AdapterCard
+from components.encoder import Embedder
+from components.index.documents import INDEX_FORMAT, dense_text
+
+DTYPE = "<f2"  # float16: half the size; cosine changes by ~1e-3, far below ranking differences
+
+
+def text_hash(text: str) -> str:
+    """What identifies an embedded text in the shipped file."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ShippedVectors:
+    """Vectors of one embedding model, looked up by (card id, dense text)."""
+    embedding_model: str
+    vectors: dict[tuple[str, str], np.ndarray]  # (card id, text hash) -> float32 unit vector
+
+    def lookup(self, card_id: str, text: str) -> np.ndarray | None:
+        return self.vectors.get((card_id, text_hash(text)))
+
+
+def load_shipped(path: Path, embedding_model: str) -> tuple[ShippedVectors | None, str]:
+    """The shipped vectors at ``path`` if they were made by ``embedding_model`` for this
+    ``INDEX_FORMAT``; else ``None`` and a notice saying why (empty when there is no file)."""
+    if not path.is_file():
+        return None, ""
+    try:
+        with gzip.open(path, "rb") as fh:
+            header = json.loads(fh.readline())
+            raw = fh.read()
+    except (OSError, EOFError, ValueError) as exc:
+        return None, f"shipped vectors {path.name} cannot be read ({exc}); every card is embedded"
+    if header.get("embedding_model") != embedding_model or header.get("index_format") != INDEX_FORMAT:
+        return None, (f"shipped vectors {path.name} are for {header.get('embedding_model')!r}, index format "
+                      f"{header.get('index_format')}; this index uses {embedding_model!r}, format {INDEX_FORMAT}: "
+                      f"every card is embedded (regenerate with: python -m components.index.shipped)")
+    rows, dim = header.get("rows") or [], int(header.get("dim") or 0)
+    if header.get("dtype") != "float16" or len(raw) != len(rows) * dim * 2:
+        return None, f"shipped vectors {path.name} are damaged (size does not match the header); every card is embedded"
+    matrix = np.frombuffer(raw, dtype=DTYPE).reshape(len(rows), dim).astype(np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)  # unit length again after float16
+    return ShippedVectors(embedding_model, {(r[0], r[1]): matrix[i] for i, r in enumerate(rows)}), ""
+
+
+def write_shipped(cards: list[AdapterCard], embedder: Embedder, path: Path) -> str:
+    """Embed the dense text of every card with ``embedder`` and write the file; returns a summary."""
+    texts = [dense_text(c) for c in cards]
+    unique = list(dict.fromkeys(texts))
+    vectors = embedder.embed(unique) if unique else np.zeros((0, 0), dtype=np.float32)
+    row = {t: i for i, t in enumerate(unique)}
+    matrix = np.asarray(vectors, dtype=np.float32)[[row[t] for t in texts]] if texts else vectors
+    header = {"embedding_model": embedder.name, "index_format": INDEX_FORMAT, "dim": int(matrix.shape[1]),
+              "dtype": "float16", "rows": [[c.id, text_hash(t)] for c, t in zip(cards, texts)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                       compresslevel=9, mtime=0) as gz:
+            gz.write(json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n")
+            gz.write(matrix.astype(DTYPE).tobytes())
+        os.chmod(tmp, 0o644)  # a shipped file, like the starter catalog
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return (f"wrote {len(cards)} vectors ({embedder.name}, {header['dim']}-d float16, index format {INDEX_FORMAT}) "
+            f"to {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def write_starter_vectors(cards: list[AdapterCard], path: Path | None = None) -> str:
+    """The vectors of the starter catalog with the default embedding model (MiniLM), written to
+    ``path`` (default: ``catalog/starter_vectors.bin.gz``, where catalog/starter.py reads them)."""
+    from catalog.starter import STARTER_VECTORS_PATH
+    from components.encoder import MINILM, SentenceTransformerEmbedder
+
+    return write_shipped(cards, SentenceTransformerEmbedder(MINILM, device="cpu"), path or STARTER_VECTORS_PATH)
+
+
+def main() -> None:
+    """Regenerate the shipped vectors from the shipped starter catalog."""
+    from catalog.settings import quiet_environment
+    from catalog.starter import load_starter_cards
+
+    quiet_environment()
+    print(write_starter_vectors(load_starter_cards()))
+
+
+if __name__ == "__main__":
+    main()
