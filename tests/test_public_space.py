@@ -31,11 +31,11 @@ CARD = "test-corgi"
 REFUSED = "needs a signed-in curator"
 
 
-class _WhoAmI(LocalServer):
-    """``GET /api/whoami-v2``: the Hugging Face account of the token (always ``CURATOR``); counts calls."""
+class _JsonServer(LocalServer):
+    """Answers every GET with ``body`` (JSON) and logs the paths asked for."""
 
-    def __init__(self) -> None:
-        outer = self
+    def __init__(self, body: dict) -> None:
+        outer, data = self, json.dumps(body).encode()
         self.calls: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,42 +44,29 @@ class _WhoAmI(LocalServer):
 
             def do_GET(self) -> None:
                 outer.calls.append(self.path)
-                body = json.dumps({"type": "user", "name": CURATOR, "fullname": "Alice", "avatarUrl": "",
-                                   "auth": {"accessToken": {"role": "read"}}}).encode()
-                self.send_response(200 if self.path.startswith("/api/whoami") else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        super().__init__(Handler)
-
-
-class _Civitai(LocalServer):
-    """Counts every request: an anonymous import must not reach it."""
-
-    def __init__(self) -> None:
-        outer = self
-        self.calls: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                return
-
-            def do_GET(self) -> None:
-                outer.calls.append(self.path)
-                body = b'{"items": [], "metadata": {}}'
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
 
         super().__init__(Handler)
+
+
+def _whoami() -> _JsonServer:
+    """``GET /api/whoami-v2``: the Hugging Face account of the machine's token is ``CURATOR``."""
+    return _JsonServer({"type": "user", "name": CURATOR, "fullname": "Alice", "avatarUrl": "",
+                        "auth": {"accessToken": {"role": "read"}}})
+
+
+def _civitai() -> _JsonServer:
+    """An empty Civitai API: an anonymous import must not reach it at all."""
+    return _JsonServer({"items": [], "metadata": {}})
 
 
 @pytest.fixture(scope="module")
 def public_app(tmp_path_factory):
-    whoami, civitai = _WhoAmI(), _Civitai()
+    whoami, civitai = _whoami(), _civitai()
     home = tmp_path_factory.mktemp("public")
     app = start_app(home, {"STYLUS_PUBLIC": "1", "STYLUS_ADMIN_TOKEN": ADMIN, "STYLUS_CURATORS": CURATOR,
                            "STYLUS_HF_LOGIN": "on", "HF_TOKEN": HF_TOKEN, "HF_ENDPOINT": whoami.url(""),

@@ -5,8 +5,9 @@ Each message names the bad value and what is allowed (the diffusers ``check_inpu
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
@@ -30,28 +31,38 @@ def to_image(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS,
     if isinstance(value, Image.Image):
         _check_pixels(value.size, what, max_pixels)
         return value
-    try:
-        if isinstance(value, (str, Path)):
-            size = Path(value).stat().st_size
-            _check_bytes(size, what, max_bytes)
-            with Image.open(value) as im:
-                return _decode(im, what, max_pixels)
-        if isinstance(value, (bytes, bytearray)):
-            _check_bytes(len(value), what, max_bytes)
-            with Image.open(io.BytesIO(value)) as im:
+    with _readable(what, max_pixels):
+        if isinstance(value, (str, Path, bytes, bytearray)):
+            with Image.open(_source(value, what, max_bytes)) as im:
                 return _decode(im, what, max_pixels)
         if hasattr(value, "__array_interface__"):
             shape = getattr(value, "shape", (0, 0))
             _check_pixels((int(shape[1]) if len(shape) > 1 else 0, int(shape[0]) if shape else 0),
                           what, max_pixels)
             return Image.fromarray(value)
+    raise StylusError(f"{what} must be an image, got {type(value).__name__}")
+
+
+def _source(value: str | Path | bytes | bytearray | memoryview, what: str, max_bytes: int) -> Any:
+    """What ``Image.open`` reads: a path or the bytes, after the byte limit is checked."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        _check_bytes(len(value), what, max_bytes)
+        return io.BytesIO(bytes(value))
+    _check_bytes(Path(value).stat().st_size, what, max_bytes)
+    return value
+
+
+@contextmanager
+def _readable(what: str, max_pixels: int) -> Iterator[None]:
+    """PIL's errors on a file that is too large or not an image, as messages naming ``what``."""
+    try:
+        yield
     except Image.DecompressionBombError as exc:
         raise StylusError(f"{what} is too large to decode ({exc}); the limit is {max_pixels:,} "
                           f"pixels (setting STYLUS_MAX_UPLOAD_PIXELS)") from None
     except (UnidentifiedImageError, OSError, TypeError, ValueError, SyntaxError) as exc:
         raise StylusError(f"{what} is not an image that can be read ({type(exc).__name__}: {exc}); "
                           f"upload a PNG, JPEG or WebP file") from None
-    raise StylusError(f"{what} must be an image, got {type(value).__name__}")
 
 
 def _check_bytes(size: int, what: str, max_bytes: int) -> None:
@@ -77,22 +88,9 @@ def probe_image(value: str | Path | bytes, what: str, max_pixels: int = DEFAULT_
                 max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:
     """Width and height of an image file (or its bytes) read from its header only: the byte and
     pixel limits are checked and a non-image is refused before anything decodes the pixels."""
-    try:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            _check_bytes(len(value), what, max_bytes)
-            source: Any = io.BytesIO(bytes(value))
-        else:
-            _check_bytes(Path(value).stat().st_size, what, max_bytes)
-            source = value
-        with Image.open(source) as im:
-            _check_pixels(im.size, what, max_pixels)
-            return im.size
-    except Image.DecompressionBombError as exc:
-        raise StylusError(f"{what} is too large to decode ({exc}); the limit is {max_pixels:,} "
-                          f"pixels (setting STYLUS_MAX_UPLOAD_PIXELS)") from None
-    except (UnidentifiedImageError, OSError, TypeError, ValueError, SyntaxError) as exc:
-        raise StylusError(f"{what} is not an image that can be read ({type(exc).__name__}: {exc}); "
-                          f"upload a PNG, JPEG or WebP file") from None
+    with _readable(what, max_pixels), Image.open(_source(value, what, max_bytes)) as im:
+        _check_pixels(im.size, what, max_pixels)
+        return im.size
 
 
 def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
