@@ -67,6 +67,15 @@ def gen_settings(tmp_path_factory):
                     lora_cache_size=8)
 
 
+@pytest.fixture(params=["fused", "unfused"])
+def adapter_mode(request, tiny_generator):
+    """Run a test with each way of applying adapters (Settings.adapter_mode)."""
+    before = tiny_generator.settings.adapter_mode
+    tiny_generator.settings.adapter_mode = request.param
+    yield request.param
+    tiny_generator.settings.adapter_mode = before
+
+
 @pytest.fixture(scope="session")
 def tiny_generator(gen_settings):
     """A Generator on the embedded preview model, pipelines loaded, one torch thread."""

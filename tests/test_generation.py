@@ -67,15 +67,6 @@ def test_adapters_change_output_and_masks_give_distinct_variants(tiny_generator)
     assert "Stylus stand-in LoRAs" in a.images[0].parameters
 
 
-@pytest.fixture(params=["fused", "unfused"])
-def adapter_mode(request, tiny_generator):
-    """Run a test with each way of applying adapters (Settings.adapter_mode)."""
-    before = tiny_generator.settings.adapter_mode
-    tiny_generator.settings.adapter_mode = request.param
-    yield request.param
-    tiny_generator.settings.adapter_mode = before
-
-
 def test_fused_and_unfused_adapters_draw_the_same_image(tiny_generator):
     cards = _cards("style-a", "style-b")
     variant = [Variant(0, {"style-a": 0.7, "style-b": 0.4}, "a red fox in snow")]

@@ -4,23 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from catalog.card import AdapterCard, AdapterFile
+from catalog.card import AdapterCard
 from catalog.settings import Settings
 from components.generator import Generator, parse_parameters
-from components.generator.lorafile import file_sha256
-from components.types import GenerationRequest, Variant
+from components.types import Variant
 from tests.fakes import lora_files
+from tests.generation_helpers import folder_card as _card, lighthouse_request as _req
 from tests.fakes.tiny_loras import write_kohya, write_peft
-
-
-def _req(**kw) -> GenerationRequest:
-    return GenerationRequest(**{**dict(prompt="a lighthouse", steps=2, width=64, height=64,
-                                       num_images=1, seed=3, include_baseline=True), **kw})
-
-
-def _card(card_id: str, path) -> AdapterCard:
-    f = AdapterFile(name=path.name, sha256=file_sha256(path), primary=True)
-    return AdapterCard(id=card_id, source="folder", name=card_id, local_path=str(path), files=[f])
 
 
 def _run(gen: Generator, card: AdapterCard, weight: float = 1.0):

@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from catalog.card import AdapterCard, AdapterFile
+from catalog.card import AdapterCard
 from catalog.lora_file import UNLOADABLE_TYPES, inspect_lora, unloadable_reason
 from components.generator import Generator, active_adapters
 from components.generator.adapters import adapter_name
-from components.generator.lorafile import file_sha256
-from components.types import GenerationRequest, Variant
+from components.types import Variant
 from tests.fakes import lora_files
+from tests.generation_helpers import folder_card as _card, lighthouse_request as _req
 from tests.fakes import tiny_loras as tl
 
 FORMATS = {
@@ -30,25 +30,6 @@ FORMATS = {
     "dora": lambda p: tl.write_dora(p, seed=15),
 }
 ADAPTER_PARAMS = ("lora_A", "lora_B", "lora_magnitude_vector", "hada_", "lokr_")
-
-
-@pytest.fixture(params=["fused", "unfused"])
-def adapter_mode(request, tiny_generator):
-    """Each way of applying adapters (Settings.adapter_mode)."""
-    before = tiny_generator.settings.adapter_mode
-    tiny_generator.settings.adapter_mode = request.param
-    yield request.param
-    tiny_generator.settings.adapter_mode = before
-
-
-def _req(**kw) -> GenerationRequest:
-    return GenerationRequest(**{**dict(prompt="a lighthouse", steps=2, width=64, height=64,
-                                       num_images=1, seed=3, include_baseline=True), **kw})
-
-
-def _card(card_id: str, path) -> AdapterCard:
-    f = AdapterFile(name=path.name, sha256=file_sha256(path), primary=True)
-    return AdapterCard(id=card_id, source="folder", name=card_id, local_path=str(path), files=[f])
 
 
 def _run(gen: Generator, *weighted: tuple[AdapterCard, float]):
