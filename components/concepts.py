@@ -26,11 +26,32 @@ from functools import lru_cache
 import numpy as np
 
 from catalog.safety import prompt_asks_for
+from components.lexicon import category_of
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
-from components.refiner.purpose import LABELS, MAN_WORDS, MEDIUM_WORDS, PERSON_WORDS, WOMAN_WORDS, real_word
+from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, names_medium, real_word
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
+# words that name a look rather than a thing ("anime illustration", "abstract", "surreal")
+STYLE_TERMS = frozenset("anime manga cartoon comic illustration realistic photorealistic abstract surreal "
+                        "surrealist surrealism impressionist impressionism expressionist cubist cubism baroque "
+                        "renaissance gothic retro vintage cyberpunk steampunk synthwave vaporwave "
+                        "minimalist minimalism psychedelic noir pastel 2d 3d".split())
+# media by family: an adapter of one family brings its look into a prompt that names another
+MEDIUM_FAMILIES = {
+    "photography": frozenset("photo photograph photography photographic polaroid".split()),
+    "painting or drawing": frozenset("painting paint oil watercolor watercolour gouache acrylic fresco mural "
+                                     "impasto drawing sketch pencil charcoal crayon pastel lineart ink".split()),
+    "3d render": frozenset("render 3d cgi lowpoly voxel claymation".split()),
+}
+
+
+def media_of(words) -> frozenset[str]:
+    """The medium families these words name ("oil painting" -> painting or drawing)."""
+    ws = set(words)
+    return frozenset(name for name, family in MEDIUM_FAMILIES.items() if ws & family)
+
+
 # framing words: "a portrait of", "a painting of" name how, not what; alone they pick nothing
 FRAMING_ONLY = frozenset("portrait painting drawing photo photograph picture image illustration render "
                          "artwork art close closeup shot scene view design style pose".split())
@@ -52,10 +73,13 @@ PROMPT_PERSON = PERSON_WORDS | frozenset(
 
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
+DENSE_CONFIRM_NAME = 0.5  # ... when the adapter's name holds the whole concept ("MG_CORGI" for "corgi")
 DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
 DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's own
 DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
 DENSE_POOL = 40  # nearest cards per concept considered without shared words
+STYLE_WORD_MIN, STYLE_WORD_SHARE = 3, 0.5  # a word most of whose named cards are styles names a style
+NAME_WORD_PENALTY = 0.05  # per name word beyond the concept (plainer names rank first among fits)
 TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
 
 
@@ -64,6 +88,7 @@ class Concept:
     text: str  # as written in the prompt
     words: tuple[str, ...]  # content words, style markers removed
     is_style: bool  # "Minecraft style", "in the style of ..."
+    via: str = ""  # for a category stand-in ("food"): the prompt's word it stands for ("pizza")
 
     @property
     def head(self) -> str:
@@ -105,7 +130,8 @@ class PromptContext:
     man: bool
     explicit: bool
     suggestive: bool
-    any_character: bool = False  # the characters policy "all": characters count like any adapter
+    any_character: bool = False
+    media: frozenset[str] = frozenset()  # medium families the prompt names  # the characters policy "all": characters count like any adapter
 
     @classmethod
     def of(cls, prompt: str, characters: str = "named") -> "PromptContext":
@@ -113,7 +139,7 @@ class PromptContext:
         explicit, suggestive = prompt_asks_for(prompt)
         return cls(words=words, person=bool(words & PROMPT_PERSON), woman=bool(words & WOMAN_WORDS),
                    man=bool(words & MAN_WORDS), explicit=explicit, suggestive=suggestive or explicit,
-                   any_character=characters == "all")
+                   any_character=characters == "all", media=media_of(words))
 
 
 def foreign(brings: list[str] | tuple[str, ...], ctx: PromptContext, named: bool = False) -> list[str]:
@@ -149,6 +175,9 @@ class ConceptIndex:
     name_phrases: list[tuple[tuple[str, ...], ...]]
     words: list[frozenset[str]]
     brings: list[tuple[str, ...]]
+    kinds: list[str] = field(default_factory=list)  # purpose kind per card (style, medium, subject, ...)
+    style_words: frozenset[str] = frozenset()  # name words that mostly name styles or media ("anime")
+    media: list[frozenset[str]] = field(default_factory=list)  # medium families each name names
     idf: dict[str, float] = field(default_factory=dict)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # (dim, cards), unit columns (transposed once), or None: lexical only
@@ -163,10 +192,10 @@ class ConceptIndex:
         df: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
             ph = tuple(tuple(content_words(c)) for c in f.concepts)
-            ws = frozenset(w for p in ph for w in p)
+            ws = with_stems(tuple(w for p in ph for w in p))
             name_phrases.append(tuple(tuple(content_words(c)) for c in f.name_concepts))
             parts = {part for p in name_phrases[-1] for w in p for part in compound_parts(w)}
-            name_words.append(frozenset(w for p in name_phrases[-1] for w in p) | parts)
+            name_words.append(with_stems(frozenset(w for p in name_phrases[-1] for w in p) | parts))
             naming_words.append(frozenset(w for n in getattr(f, "naming_words", ()) for w in content_words(n)))
             words.append(ws | name_words[-1])
             brings.append(tuple(f.brings))
@@ -175,7 +204,16 @@ class ConceptIndex:
         n = max(len(facts), 1)
         idf = {w: math.log((n + 1) / (len(v) + 1)) + 1.0 for w, v in df.items()}
         postings = {w: np.asarray(v, dtype=np.int64) for w, v in df.items()}
-        index = cls(name_words, naming_words, name_phrases, words, brings, idf, postings)
+        kinds = [getattr(f, "kind", "subject") for f in facts]
+        named: dict[str, list[int]] = {}
+        for i, ws in enumerate(name_words):
+            for w in ws:
+                named.setdefault(w, [0, 0])
+                named[w][0] += 1
+                named[w][1] += kinds[i] in ("style", "medium")
+        style_words = frozenset(w for w, (n, k) in named.items() if n >= STYLE_WORD_MIN and k >= STYLE_WORD_SHARE * n)
+        media = [media_of(w for n in f.name_concepts for w in lexer_words(n)) for f in facts]
+        index = cls(name_words, naming_words, name_phrases, words, brings, kinds, style_words, media, idf, postings)
         if vectors is not None:
             index.set_vectors(vectors)
         return index
@@ -186,12 +224,13 @@ class ConceptIndex:
     def lexical(self, concept: Concept, allowed: np.ndarray | None = None) -> dict[int, tuple[float, tuple[str, ...], bool]]:
         """card position -> (cover 0..1, matched words, head word in the name) for cards that hold
         the concept's head word."""
-        words = {self.known_form(w) for w in concept.words}
+        words = {self.known_form(w): word_forms(w) for w in concept.words}
         total = sum(self.word_idf(w) for w in words)
-        head = self.known_form(concept.head)
-        heads = self.postings.get(head)
-        if heads is None or total <= 0:
+        head_forms = word_forms(concept.head)
+        found = [self.postings[f] for f in head_forms if f in self.postings]
+        if not found or total <= 0:
             return {}
+        heads = found[0] if len(found) == 1 else np.unique(np.concatenate(found))
         out = {}
         for i in heads.tolist():
             if allowed is not None and not allowed[i]:
@@ -199,35 +238,49 @@ class ConceptIndex:
             have, name = self.words[i], self.name_words[i]
             got = 0.0
             matched = []
-            for w in words:
-                if w in name:
+            for w, forms in words.items():
+                if not forms.isdisjoint(name):
                     got += self.word_idf(w)
                     matched.append(w)
-                elif w in have:
+                elif not forms.isdisjoint(have):
                     got += TAG_FACTOR * self.word_idf(w)
                     matched.append(w)
-            out[i] = (got / total, tuple(sorted(matched)), head in name)
+            out[i] = (got / total, tuple(sorted(matched)), not head_forms.isdisjoint(name))
         return out
 
     def known_form(self, word: str) -> str:
         """``word``, or the form the catalog's purposes use when only that one is known:
-        "egyptian" -> "egypt", "surrealist" -> "surreal" (derivational suffixes, in order)."""
-        if word in self.postings or len(word) < 6:
+        "egyptian" -> "egypt", "surrealist" -> "surreal" (see :func:`word_forms`)."""
+        if word in self.postings:
             return word
-        for suffix in DERIVATIONAL:
-            stem = word[: -len(suffix)]
-            if word.endswith(suffix) and len(stem) >= 4 and stem in self.postings:
-                return stem
-        return word
+        return next((f for f in word_forms(word) if f in self.postings), word)
 
     def extra_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
         """Real words of the adapter's name that the prompt lacks: of the name piece holding the
         concept's head ("Death" in "Death Knight"), or of the whole name when only its tags match
         ("Pixel Sorting" tagged "abstract painting"). Made-up tokens and kind words do not count."""
-        pieces = [p for p in self.name_phrases[i] if concept.head in p] or list(self.name_phrases[i])
-        return sorted({w for p in pieces for w in p
-                       if len(w) >= 3 and w not in prompt_words and w not in KIND_WORDS and w not in LABELS
-                       and w not in STYLE_MARKERS and real_word(w)})
+        return [w for w in self._other_name_words(i, concept, prompt_words) if real_word(w)]
+
+    def name_specificity(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> int:
+        """How many words of the adapter's name say something the concept does not, made-up ones
+        ("Fechin", "AARG") included: among adapters that fit, the plainest name is the likeliest
+        to be about just the concept ("OilPainting Style" before "Fechin oil painting")."""
+        return len(self._other_name_words(i, concept, prompt_words))
+
+    def _other_name_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
+        """Words of the whole name (every piece: "Maps #8 - Modern city" is about a modern city as
+        well) that the prompt lacks; a made-up token counts by the real words run together in it
+        ("GameIconResearch" -> game, icon, research), or as itself when it holds none."""
+        prompt_forms = with_stems(prompt_words)
+        own = with_stems(concept.words) | prompt_forms
+        out = set()
+        for w in (w for p in self.name_phrases[i] for w in p):
+            if len(w) < 3 or not w.isalpha() or not word_forms(w).isdisjoint(prompt_forms):
+                continue
+            parts = compound_parts(w) or (w,)
+            out.update(x for x in parts if word_forms(x).isdisjoint(own)
+                       and x not in KIND_WORDS and x not in LABELS and x not in STYLE_MARKERS)
+        return sorted(out)
 
     def dense(self, concept_vectors: np.ndarray) -> np.ndarray | None:
         """(concepts, cards) cosine matrix, or None without vectors."""
@@ -240,8 +293,29 @@ _SPACE = re.compile(r"\s+")
 NAME_WORD_ZIPF = 3.5  # words more frequent than this in English name things, not someone
 
 
-DERIVATIONAL = ("ian", "ist", "ism", "istic", "ic", "al", "ish", "ese")
+DERIVATIONAL = ("istic", "ian", "ist", "ism", "ic", "al", "ish", "ese")
 COMPOUND_PART_ZIPF = 2.5  # a word inside a made-up name token ("horse" in "EdobHorse")
+
+
+STEM_MAX_ZIPF = 5.0  # a stem more common than this is too general to join forms ("realistic" -> "real")
+
+
+@lru_cache(maxsize=200_000)
+def word_forms(word: str) -> frozenset[str]:
+    """``word`` and its derivational stem, when that is a rarer real word: "egyptian" -> egypt,
+    "surrealist" and "surrealism" -> surreal; matching compares forms, so each finds the others."""
+    if len(word) >= 6:
+        for suffix in DERIVATIONAL:
+            stem = word[: -len(suffix)]
+            if word.endswith(suffix) and len(stem) >= 4 and 0 < word_zipf(stem) <= STEM_MAX_ZIPF:
+                return frozenset((word, stem))
+    return frozenset((word,))
+
+
+@lru_cache(maxsize=100_000)
+def with_stems(words: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    """The words and their stems (see :func:`word_forms`)."""
+    return frozenset(f for w in words for f in word_forms(w))
 
 
 @lru_cache(maxsize=100_000)
@@ -280,7 +354,7 @@ class ConceptHit:
 
 
 def _is_medium_or_style(concept: Concept) -> bool:
-    return concept.is_style or bool(set(concept.words) & MEDIUM_WORDS)
+    return concept.is_style or names_medium(list(concept.words)) or bool(set(concept.words) & STYLE_TERMS)
 
 
 SUB_CONCEPT_ZIPF = 4.5  # a rarer word of a compound ("corgi" in "corgi astronaut") is a concept too
@@ -298,6 +372,11 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
         for w in c.words[:-1]:
             if w not in COLOURS and len(w) >= 3 and word_zipf(w) < SUB_CONCEPT_ZIPF:
                 out.append((k, Concept(w, (w,), c.is_style)))
+    for k, c in enumerate(concepts):
+        # an adapter about the whole category serves the concept ("Food Photography" for "pizza")
+        cat = category_of(c.words)
+        if cat is not None and cat not in c.words and not c.is_style:
+            out.append((k, Concept(cat, (cat,), False, via=" ".join(c.words))))
     return out
 
 
@@ -318,7 +397,7 @@ def match_concepts(index: ConceptIndex, concepts: list[tuple[int, Concept]], ctx
             else:  # no vectors (the vector store is down): only a name that holds the whole concept
                 d = DENSE_CONFIRM if in_name and cover >= 0.999 else 0.0
             hits.append(_judge(index, con, k, i, cover, d, matched, in_name, ctx, framing, extra_limit))
-        if row is not None and len(row):
+        if row is not None and len(row) and not con.via:  # a category stand-in needs its word
             size = min(DENSE_POOL, len(row))
             pool = np.argpartition(-row, size - 1)[:size]
             for i in pool.tolist():
@@ -336,8 +415,18 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
     # composer/naming.py), and a rare one ("castle" in "Castle Girl" names nobody)
     named = any(not _common_word(w) for w in set(con.words) & index.naming_words[i])
     brought = foreign(index.brings[i], ctx, named=named)
+    if index.kinds and index.kinds[i] == "style" and _common_word(con.head) and not _is_medium_or_style(con) \
+            and not with_stems(con.words) & index.style_words:
+        # a style adapter for a thing ("a game-icon style" for "a sword"); a name ("Studio Ghibli")
+        # or a style word ("anime") asks for a look
+        brought.append("a style the prompt does not ask for")
+    if ctx.media and index.media and index.kinds[i] in ("style", "medium"):
+        own = index.media[i]
+        if own and not own & ctx.media:  # "Food Photography" for "a painting of food"
+            brought.append(f"{' and '.join(sorted(own))} where the prompt asks for {' and '.join(sorted(ctx.media))}")
     extra = index.extra_words(i, con, ctx.words)
-    score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d, 4)
+    score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d
+                  - NAME_WORD_PENALTY * min(index.name_specificity(i, con, ctx.words), 3), 4)
     if brought:
         return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,
                           f"brings {', '.join(brought)}", brings_foreign=True)
@@ -352,10 +441,10 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         why = f"close to {con.text!r} ({d:.2f}) but shares no word of it"
     elif matched and cover < LEXICAL_FIT:
         why = f"covers only {', '.join(matched)} of {con.text!r}"
-    elif matched and d < DENSE_CONFIRM:
+    elif matched and d < (DENSE_CONFIRM_NAME if in_name and cover >= 0.999 else DENSE_CONFIRM):
         why = f"shares {', '.join(matched)} but its card is about something else (similarity {d:.2f})"
     else:
         what = f"its purpose covers {', '.join(matched)}" if matched else f"its card is close to it ({d:.2f})"
-        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, True,
-                          f"fits {con.text!r}: {what}")
+        said = f"{con.via!r} as {con.text}" if con.via else repr(con.text)
+        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, True, f"fits {said}: {what}")
     return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False, why)

@@ -23,7 +23,7 @@ from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Refine
 from components.prompt_text import phrases
 from components.refiner.purpose import TagStats, extract_purpose
 
-REFINER_NAME = "offline-4"  # 2: records the purpose (components/refiner/purpose.py)
+REFINER_NAME = "offline-5"  # 2: records the purpose (components/refiner/purpose.py)
 DEFAULT_WEIGHT = 0.8
 MAX_KEYWORDS = 12
 BOILERPLATE_SHARE = 0.04  # a phrase in more than 4% of cards says nothing about any one card

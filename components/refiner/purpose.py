@@ -63,11 +63,23 @@ SLIDER_WORDS = frozenset(
     "brightness exposure age weight fatness muscle offset noise offset lighting".split())
 MEDIUM_WORDS = frozenset(
     "painting paint oil watercolor watercolour gouache acrylic ink sketch sketches drawing charcoal "
-    "pencil pastel crayon marker lineart line art pixel pixelart mosaic stained glass woodcut "
-    "engraving etching lithograph ukiyo ukiyo-e origami papercut paper cut clay claymation "
-    "plasticine felt embroidery needlepoint photo photograph photography film polaroid "
-    "render 3d cgi lowpoly low poly voxel vector flat graffiti mural chalk tattoo comic manga "
-    "cartoon storybook illustration hieroglyphics relief fresco statue sculpture marble".split())
+    "pencil pastel crayon marker lineart pixel pixelart mosaic woodcut "
+    "engraving etching lithograph ukiyo ukiyo-e origami papercut clay claymation "
+    "plasticine embroidery needlepoint photo photograph photography polaroid "
+    "render 3d cgi lowpoly voxel graffiti mural chalk tattoo comic manga "
+    "cartoon storybook illustration hieroglyphics fresco statue sculpture marble".split())
+# media named by two words whose parts alone name something else ("art", "glass", "paper", "line")
+MEDIUM_PHRASES = frozenset({"line art", "stained glass", "paper cut", "low poly", "oil painting", "pixel art",
+                            "flat color", "vector art", "film photography", "analog film", "felt art"})
+
+
+def names_medium(words: list[str]) -> bool:
+    """Whether these words (a name, a tag, a concept) name a medium: one medium word, or a medium
+    phrase such as "stained glass" (whose words alone do not: "Rope art", "Paper Mario")."""
+    return bool(set(words) & MEDIUM_WORDS) or any(" ".join(words[n:n + 2]) in MEDIUM_PHRASES
+                                                  for n in range(len(words) - 1))
+
+
 KIND_BY_CATEGORY = {
     "style": "style", "character": "character", "clothing": "clothing", "background": "place",
     "building": "place", "pose": "pose", "action": "pose", "object": "object", "vehicle": "object",
@@ -185,8 +197,7 @@ def _kind(card: AdapterCard, category: str, tags: list[str], slider: bool) -> st
         return "character"
     if slider:
         return "utility"
-    name_words = set(lexer_words(card.name))
-    if name_words & MEDIUM_WORDS or {t for t in tags if t in MEDIUM_WORDS or t in {"oil painting", "pixel art", "line art"}}:
+    if names_medium(lexer_words(card.name.replace("_", " "))) or any(names_medium(t.split()) for t in tags):
         return "medium"
     return KIND_BY_CATEGORY.get(category, "subject")
 

@@ -1,0 +1,113 @@
+"""Selection by concept beyond shared words: word forms ("Egyptian" / "Egypt"), categories ("pizza"
+is food), what a whole name says ("Maps - Harbor town" is about a town too), and what a style or a
+medium brings. The real retriever (MiniLM + chromadb) and composer on hand-made, real-shaped cards;
+behaviour only."""
+from __future__ import annotations
+
+import pytest
+
+from catalog.store import CatalogStore
+from components.composer import ComposeOptions, compose
+from components.concepts import media_of, word_forms, with_stems
+from components.lexicon import category_of
+from components.refiner.purpose import extract_purpose, names_medium
+from components.retriever import Retriever
+from tests.retrieval_helpers import card
+
+
+def knowledge_catalog():
+    return [
+        card("civitai-201", "Food Photo XL", model_id=201, tags=["food", "photography", "objects"],
+             prompts=["a bowl of ramen on a wooden table, food photography", "a burger, studio light, food photo"]),
+        card("civitai-202", "AncientEgyptAI", model_id=202, tags=["style", "egypt"],
+             prompts=["ancientegyptai, a temple wall", "ancientegyptai, a cat"]),
+        card("civitai-203", "IconForge_sword_Lora", model_id=203, tags=["style", "sword"],
+             prompts=["game icon, sword, white background", "game icon, sword, glowing"]),
+        card("civitai-204", "Board Game Maps #3 - Harbor town", model_id=204, tags=["map", "town", "assets"],
+             prompts=["top-down map, harbor town, docks", "top-down map, harbor town, market"]),
+        card("civitai-205", "Rope Binding Art", model_id=205, tags=["clothing"],
+             prompts=["rope binding art, ropes", "rope binding art, red rope"]),
+        card("civitai-206", "Surreal Dreamscape", model_id=206, tags=["style", "surreal", "dreamlike"],
+             prompts=["surreal dreamscape, melting clocks", "surreal dreamscape, floating islands"]),
+    ]
+
+
+@pytest.fixture
+def retriever(tmp_path, minilm):
+    from catalog.settings import Settings
+    settings = Settings(home=tmp_path / "stylus", catalog_dir=tmp_path / "catalog")
+    store = CatalogStore(settings.catalog_dir)
+    for c in knowledge_catalog():
+        store.upsert(c)
+    r = Retriever(settings, store, embedder=minilm)
+    yield r
+    store.close()
+
+
+def select(retriever, prompt: str):
+    res = retriever.retrieve(prompt, top_k=150)
+    comp = compose(prompt, res.candidates, ComposeOptions())
+    return comp.adapter_ids(), comp
+
+
+def test_a_food_adapter_serves_a_dish_the_prompt_names(retriever):
+    ids, comp = select(retriever, "this is a slice of pizza on a yellow plate")
+    assert ids == ["civitai-201"]
+    topic = comp.topics[0]
+    assert topic.keywords == ["pizza"] and "'pizza' as food" in topic.adapters[0].reason
+
+
+def test_a_photography_adapter_is_not_picked_for_a_painting(retriever):
+    ids, comp = select(retriever, "a painting of a slice of pizza")
+    assert "civitai-201" not in ids
+    assert "photography where the prompt asks for painting or drawing" in comp.scores["unassigned"]["pizza"]
+
+
+def test_derived_word_forms_match(retriever):
+    ids, _ = select(retriever, "a vase in the style of Egyptian hieroglyphics")
+    assert ids == ["civitai-202"]
+    ids, _ = select(retriever, "a surrealist painting of a clock tower")
+    assert "civitai-206" in ids
+
+
+def test_a_style_adapter_is_foreign_to_an_object_concept(retriever):
+    ids, comp = select(retriever, "a knight holding a long sword")
+    assert "civitai-203" not in ids
+    assert "style the prompt does not ask for" in comp.scores["unassigned"]["long sword"]
+
+
+def test_every_piece_of_the_name_counts_as_what_it_brings(retriever):
+    ids, comp = select(retriever, "a map of Australia")
+    assert ids == []
+    assert "harbor" in comp.scores["unassigned"]["map"] and "town" in comp.scores["unassigned"]["map"]
+
+
+def test_an_outfit_named_art_is_no_medium_and_brings_a_person(retriever):
+    purpose = extract_purpose(retriever.store.get("civitai-205"))
+    assert purpose.kind == "clothing" and "person" in purpose.brings
+    ids, _ = select(retriever, "a boxing ring with ropes and a bell")
+    assert "civitai-205" not in ids
+
+
+def test_word_forms_and_stems():
+    assert word_forms("egyptian") == {"egyptian", "egypt"}
+    assert word_forms("surrealism") & word_forms("surrealist") == {"surreal"}
+    assert "real" not in word_forms("realistic")  # too common a word to join forms
+    assert word_forms("castle") == {"castle"}
+    assert with_stems(("egyptian", "vase")) == {"egyptian", "egypt", "vase"}
+
+
+def test_categories_from_the_shipped_lexicon():
+    assert category_of(("pizza",)) == "food"
+    assert category_of(("vegetable", "pizza")) == "food"
+    assert category_of(("hot", "dog")) == "food"  # the longest known ending decides
+    assert category_of(("dog",)) is None  # animals are left out: their catalog adapters are styles
+    assert category_of(("castle",)) is None
+
+
+def test_media_and_medium_phrases():
+    assert names_medium(["stained", "glass", "window"]) and names_medium(["oil", "painting"])
+    assert not names_medium(["rope", "art"]) and not names_medium(["paper", "mario"])
+    assert media_of(["food", "photography"]) == {"photography"}
+    assert media_of(["oil", "painting"]) == {"painting or drawing"}
+    assert media_of(["castle"]) == frozenset()
