@@ -297,10 +297,11 @@ def base_family(base_model: str) -> str:
 
 
 # ---- hashes ------------------------------------------------------------------------
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Upper-case hex SHA256 of the whole file, streamed."""
+def sha256_file(path: str | Path, chunk: int = 1 << 20, start: int = 0) -> str:
+    """Upper-case hex SHA256 of the file from byte ``start`` on (default: the whole file), streamed."""
     h = hashlib.sha256()
     with Path(path).open("rb") as fh:
+        fh.seek(start)
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest().upper()
@@ -309,6 +310,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def autov2_of(sha256: str) -> str:
     """AutoV2 as Civitai and A1111 show it: the first 10 hex digits of the SHA256, upper case."""
     return sha256[:10].upper()
+
+
+def autov3_of_file(path: str | Path) -> str:
+    """AutoV3, A1111's LoRA short hash (its "Lora hashes"): the first 12 hex digits, lower case as
+    A1111 writes them, of the SHA256 of a safetensors file's bytes after its header (kohya's
+    "addnet" hash: metadata edits leave it unchanged). Other files: of the whole file, as A1111."""
+    with Path(path).open("rb") as fh:
+        head = fh.read(9)
+    safetensors = len(head) == 9 and head[8:9] == b"{"  # an 8-byte length, then the JSON header
+    start = 8 + int.from_bytes(head[:8], "little") if safetensors else 0
+    return sha256_file(path, start=start)[:12].lower()
 
 
 def file_hashes(path: str | Path, store: "CatalogStore | None" = None) -> tuple[str, str]:

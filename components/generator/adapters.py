@@ -22,10 +22,11 @@ from typing import Iterator
 from safetensors.torch import load_file as load_safetensors
 
 from catalog.card import AdapterCard, slug
+from catalog.lora_file import autov3_of_file
 from catalog.settings import Settings
 
 from .downloads import DownloadError, DownloadPolicy, download, download_hf
-from .lorafile import AdapterFileError, LoraFile, ModelMismatchError, file_sha256, read_lora_file
+from .lorafile import AdapterFileError, LoraFile, ModelMismatchError, read_lora_file
 from .lycoris import load_lycoris, require_a_match
 from .standin import ensure_standin
 
@@ -53,7 +54,7 @@ class AdapterSource:
     card_id: str
     path: Path
     origin: str  # local | cache | download | stand-in
-    autov2: str = ""
+    short_hash: str = ""  # AutoV3, A1111's "Lora hashes" value; set when a real file is loaded
 
     @property
     def stand_in(self) -> bool:
@@ -114,7 +115,7 @@ def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str],
     ``time.monotonic()`` value: the end of the request's own budget)."""
     f = card.primary_file
     if card.local_path and Path(card.local_path).is_file():
-        return AdapterSource(card.id, Path(card.local_path), "local", (f.autov2 if f else "") or "")
+        return AdapterSource(card.id, Path(card.local_path), "local")
     cached = cache_path(settings, card)
     url = download_url(card)
     own = time.monotonic() + settings.download_timeout_s
@@ -125,7 +126,7 @@ def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str],
         return None
     try:
         if cached.is_file():  # also when another request just downloaded it
-            return AdapterSource(card.id, cached, "cache", (f.autov2 if f else "") or "")
+            return AdapterSource(card.id, cached, "cache")
         if not url:
             notices.append(f"{card.name} ({card.id}): no local file and no download URL; skipped")
             return None
@@ -146,7 +147,7 @@ def fetch_card_file(settings: Settings, card: AdapterCard, notices: list[str],
         lock.release()
     if f is None or not f.sha256:
         notices.append(f"{card.name} ({card.id}): downloaded without a SHA256 on the card; not verified")
-    return AdapterSource(card.id, cached, "download", (f.autov2 if f else "") or "")
+    return AdapterSource(card.id, cached, "download")
 
 
 def _redact(text: str, settings: Settings) -> str:
@@ -266,8 +267,8 @@ class AdapterManager:
                            f"match no layer of this model ({', '.join(unmatched[:3])}); loaded the rest")
         for message in _relevant(messages):
             notices.append(f"{card.name} ({card.id}): loader reported: {message}")
-        if not source.autov2:
-            source.autov2 = file_sha256(source.path)[:10]
+        if not source.short_hash and not source.stand_in:  # once per load; a stand-in has no hash to cite
+            source.short_hash = autov3_of_file(source.path)
         self.loaded[name] = source
         return source
 
@@ -319,7 +320,7 @@ class AdapterManager:
                               cross_attention_dim=self.pipe.unet.config.cross_attention_dim)
         notices.append(f"{card.name} ({card.id}): stand-in LoRA generated for the preview model "
                        f"(the real adapter is used only with a real SD-1.5 model)")
-        return AdapterSource(card.id, path, "stand-in", file_sha256(path)[:10]), lora
+        return AdapterSource(card.id, path, "stand-in"), lora
 
     def _make_room(self, keep: set[str]) -> None:
         while len(self.loaded) >= self.capacity:

@@ -16,12 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from PIL import Image
 
 from catalog.card import AdapterCard
+from catalog.lora_file import autov2_of, sha256_file
 from catalog.settings import Settings
 from components.types import (GeneratedImage, GenerationRequest, GenerationResult,
                               Variant)
@@ -30,7 +32,7 @@ from .adapters import AdapterManager, AdapterSource, adapter_name, fetch_card_fi
 from .apply import active_adapters
 from .budget import Budget
 from .checks import check_inputs
-from .metadata import format_parameters, lora_tags
+from .metadata import format_parameters, lora_aliases, lora_tags
 from .pipeline import Pipelines, load_pipelines
 from .preview_model import PREVIEW_MAX_PIXELS, preview_draw_size
 
@@ -52,6 +54,7 @@ class Generator:
         self._lock = threading.Lock()
         self._pipes: Pipelines | None = None
         self._managers: dict[int, AdapterManager] = {}
+        self._model_hash: str | None = None  # A1111's "Model hash" of the checkpoint file, once
 
     # ---- lazily loaded weights ---------------------------------------------------------
     def pipelines(self) -> Pipelines:
@@ -63,6 +66,13 @@ class Generator:
             pipes.load_seconds = time.perf_counter() - t0  # with the library imports
             self._pipes = pipes
         return self._pipes
+
+    def model_hash(self) -> str:
+        """The loaded checkpoint's ``Model hash`` (:func:`checkpoint_hash`), hashed once per
+        Generator; "" for the preview model (also when the configured model fell back to it)."""
+        if self._model_hash is None:
+            self._model_hash = "" if self.pipelines().preview else checkpoint_hash(self.settings.model)
+        return self._model_hash
 
     def _manager(self, pipe) -> AdapterManager:
         key = id(pipe.unet)  # txt2img/img2img/legacy inpaint share one unet, hence one manager
@@ -137,8 +147,9 @@ class Generator:
             notices.append(f"the preview model drew {draw[0]}x{draw[1]} and upscaled to "
                            f"{request.width}x{request.height}: it draws at most {PREVIEW_MAX_PIXELS:,} "
                            f"pixels (larger sizes cost it minutes); a real model draws the full size")
+        model_hash = self.model_hash()
         images, baseline = self._denoise(pipe, pipes, request, jobs, sources, cards, progress, timings,
-                                         budget, draw)
+                                         budget, draw, model_hash)
         timings["total"] = time.perf_counter() - t_start
         return GenerationResult(images=images, baseline=baseline, timings=timings, notices=notices,
                                 model=pipes.label, preview_model=pipes.preview)
@@ -157,7 +168,7 @@ class Generator:
     # ---- denoising ---------------------------------------------------------------------
     def _denoise(self, pipe, pipes: Pipelines, request: GenerationRequest, jobs: list[_Job],
                  sources, cards, progress: Progress | None, timings: dict[str, float],
-                 budget: Budget, draw: tuple[int, int]):
+                 budget: Budget, draw: tuple[int, int], model_hash: str):
         groups: list[tuple[tuple, list[_Job]]] = []
         by_weights: OrderedDict[tuple, list[_Job]] = OrderedDict()
         for job in jobs:  # same weights -> one batched call (up to max_batch images)
@@ -194,11 +205,20 @@ class Generator:
             for job, image in zip(group, out.images):
                 if image.size != (request.width, request.height):  # the preview drew it smaller
                     image = image.resize((request.width, request.height), Image.Resampling.BICUBIC)
-                params = _parameters(request, pipes, job, sources, cards)
+                params = _parameters(request, pipes, job, sources, cards, model_hash)
                 by_index[job.index] = GeneratedImage(image=image, seed=job.seed, variant=job.variant,
                                                      parameters=params)
         baseline = by_index.pop(-1, None)
         return [by_index[i] for i in sorted(by_index)], baseline
+
+
+def checkpoint_hash(model: str) -> str:
+    """A1111's ``Model hash`` of ``model`` (Settings.model): the first 10 hex digits, lower case, of
+    the SHA256 of the checkpoint file (Civitai's AutoV2). "" where there is no single file to hash:
+    the preview model (random weights made here: nobody else has them), ``random:sd15-full``, a
+    diffusers folder or a hub id (A1111 and Civitai hash single checkpoint files only)."""
+    path = Path(model).expanduser() if model else None
+    return autov2_of(sha256_file(path)).lower() if path is not None and path.is_file() else ""
 
 
 def _effective_steps(request: GenerationRequest) -> int:
@@ -226,24 +246,30 @@ def _mode_kwargs(request: GenerationRequest, size: tuple[int, int]) -> dict[str,
 
 
 def _parameters(request: GenerationRequest, pipes: Pipelines, job: _Job,
-                sources: dict[str, AdapterSource], cards: dict[str, AdapterCard]) -> str:
-    names = {c: cards[c].lora_name for c in job.weights}
+                sources: dict[str, AdapterSource], cards: dict[str, AdapterCard], model_hash: str) -> str:
+    """The image's A1111 ``parameters``: tags with aliases Civitai's parser reads, the hashes A1111
+    writes (``Lora hashes`` AutoV3, ``Model hash``) and ``Civitai resources`` (metadata.py)."""
+    aliases = lora_aliases({c: cards[c].lora_name for c in job.weights})
     prompt = job.prompt
     if job.weights:
-        prompt = f"{prompt} {lora_tags({names[c]: w for c, w in job.weights.items()})}"
+        prompt = f"{prompt} {lora_tags({aliases[c]: w for c, w in job.weights.items()})}"
     values: dict[str, object] = {
         "Steps": request.steps, "Sampler": pipes.sampler, "CFG scale": request.guidance,
-        "Seed": job.seed, "Size": f"{request.width}x{request.height}", "Model": pipes.label}
+        "Seed": job.seed, "Size": f"{request.width}x{request.height}", "Model hash": model_hash,
+        "Model": pipes.label}
     if request.mode != "txt2img":
         values["Denoising strength"] = request.strength
         values["Stylus mode"] = request.mode
     if job.variant is not None:
         values["Stylus variant"] = job.variant.index
-    stand_ins = [names[c] for c in job.weights if sources[c].stand_in]
+    stand_ins = [aliases[c] for c in job.weights if sources[c].stand_in]
     if stand_ins:
         values["Stylus stand-in LoRAs"] = ", ".join(stand_ins)
-    # a stand-in's hash names a file nobody else has: only real files go into "Lora hashes"
-    hashes = {names[c]: sources[c].autov2 for c in job.weights if not sources[c].stand_in}
-    return format_parameters(prompt, request.negative_prompt, values, hashes)
-
-
+    # a stand-in's hash names a file nobody else has, and it is not the card's adapter: only real
+    # files go into "Lora hashes" and "Civitai resources"
+    real = [c for c in job.weights if not sources[c].stand_in]
+    hashes = {aliases[c]: sources[c].short_hash for c in real if sources[c].short_hash}
+    resources = [{"type": "lora", "weight": round(job.weights[c], 3),
+                  "modelVersionId": cards[c].civitai_version_id}
+                 for c in real if cards[c].civitai_version_id is not None]
+    return format_parameters(prompt, request.negative_prompt, values, hashes, resources)

@@ -1,5 +1,6 @@
 """Write a result to a folder: one PNG per image (with ``parameters``), the baseline, the labelled
-grid (:mod:`components.generator.grid`) and a JSON summary that says which images came from the
+grid (:mod:`components.generator.grid`), optionally a ComfyUI workflow per variant
+(:mod:`components.generator.comfy`) and a JSON summary that says which images came from the
 preview model and which used stand-ins."""
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from typing import Any
 from components.types import GenerationResult
 from components.atomic_files import atomic_path, write_text
 
+from .comfy import ComfyFiles, save_workflow
 from .grid import result_grid
 from .metadata import save_png
 
 
 def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
-                extra: dict[str, Any] | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+                extra: dict[str, Any] | None = None, names: dict[str, str] | None = None,
+                comfy: ComfyFiles | None = None) -> dict[str, Any]:
     """Save everything; set ``path`` on each image; return the summary that was written.
 
-    ``names``: card id -> adapter name for the grid's labels (default: the ids)."""
+    ``names``: card id -> adapter name for the grid's labels (default: the ids). ``comfy``: also
+    write each variant's ComfyUI workflow beside its PNG (``<png name>.comfyui.json``), loading
+    these files."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -28,6 +33,8 @@ def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
                      "variant": None if img.variant is None else {
                          "index": img.variant.index, "weights": img.variant.weights,
                          "prompt": img.variant.prompt, "export": img.variant.export}})
+        if comfy is not None:
+            rows[-1]["comfy_workflow"] = str(save_workflow(img.path, img.parameters, comfy))
     summary: dict[str, Any] = {"model": result.model, "preview_model": result.preview_model,
                                "images": rows, "notices": result.notices, "timings": result.timings}
     if result.baseline is not None:

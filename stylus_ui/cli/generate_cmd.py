@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hub id, diffusers folder, .safetensors checkpoint, random:sd15-full; "
                         "empty = untrained preview model")
     p.add_argument("--scheduler", choices=("euler", "ddim", "dpm"), default=None)
+    p.add_argument("--comfy-workflow", action="store_true",
+                   help="also write each variant's ComfyUI workflow (API format) beside its PNG, "
+                        "as <png name>.comfyui.json")
     add_common(p)
     p.set_defaults(func=_run)
 
@@ -76,17 +79,31 @@ def _run(args: argparse.Namespace) -> int:
     repeated = repeated_masks_notice([i.variant for i in result.images if i.variant is not None])
     result.notices += [repeated] if repeated else []
     summary = save_result(result, out, extra={"prompt": args.prompt, "composition": _comp_dict(comp),
-                                              "retrieved": len(retrieval.candidates)}, names=names)
+                                              "retrieved": len(retrieval.candidates)}, names=names,
+                          comfy=_comfy_files(args, engine, settings, result, comp))
     if result.preview_model:
         print("NOTE: images come from the untrained preview model (random weights, noise-like "
               "pictures); set --model or STYLUS_MODEL to a real SD-1.5 model for real images.")
     for notice in result.notices:
         print(f"  notice: {notice}")
     for row in summary["images"]:
-        print(f"  {row['path']}")
+        print(f"  {row['path']}" + (f"\n  {row['comfy_workflow']}" if "comfy_workflow" in row else ""))
     print(f"labelled grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
     print("timings: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
     return 0
+
+
+def _comfy_files(args: argparse.Namespace, engine, settings, result, comp):
+    """What the ComfyUI workflows load (--comfy-workflow), or None: the checkpoint, each adapter's
+    file and the init image / mask under the names given here."""
+    if not args.comfy_workflow:
+        return None
+    from components.generator.comfy import comfy_files
+
+    cards = engine.store.get_many(comp.adapter_ids())
+    return comfy_files(settings.model, result.model, cards.values(),
+                       init_image=Path(args.image).name if args.image else None,
+                       mask_image=Path(args.mask).name if args.mask else None)
 
 
 def _checked(args: argparse.Namespace, preview: bool) -> tuple[int, int]:

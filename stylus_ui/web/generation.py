@@ -22,6 +22,7 @@ import gradio as gr
 from catalog.settings import CHARACTER_POLICIES
 from components import limits
 from components.atomic_files import atomic_path
+from components.generator.comfy import comfy_files, save_workflow
 from components.generator.grid import result_grid
 from components.masks import WEIGHT_RULE, repeated_masks_notice
 from components.types import GenerationRequest, MaskStrategy
@@ -148,7 +149,7 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
                     details = gr.Code(label="Selected image: A1111 prompt and settings", language="markdown",
                                       elem_id=f"{mode}-details", lines=6, interactive=False, wrap_lines=True,
                                       buttons=["copy"])
-                    download = gr.File(label="PNG with metadata", elem_id=f"{mode}-download",
+                    download = gr.File(label="PNG with metadata, ComfyUI workflow", elem_id=f"{mode}-download",
                                        interactive=False, file_count="multiple")
             timings = gr.Markdown(elem_id=f"{mode}-timings")
             grid = gr.Image(label="Labelled grid (base model first, marked; adapters at applied weights)",
@@ -383,17 +384,20 @@ def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows:
     names = {a.card_id: a.name for t in comp.topics for a in t.adapters}
     rule = WEIGHT_RULE.format(base_weight=engine.settings.base_weight)
     images, gallery = [], []
+    comfy = comfy_files(engine.settings.model, result.model, engine.store.get_many(comp.adapter_ids()).values())
     for item in result.images:
         path = save_png(item, out_dir)
         caption = render.variant_caption(item.variant, names)
         gallery.append((path, caption))
         images.append(image_info(item, path, caption, request, rule))
+        images[-1]["comfy_workflow"] = str(save_workflow(path, item.parameters, comfy))  # beside the PNG
     baseline = save_png(result.baseline, out_dir) if result.baseline is not None else None
     grid = save_grid(result, names, out_dir) if result.images else None
     rows, state = mapping_view(engine, comp, {**(state or {}), "prompt": prompt, "images": images})
     repeated = repeated_masks_notice([i.variant for i in result.images if i.variant is not None])
     md = render.timings_markdown(result.timings, [*result.notices, *([repeated] if repeated else [])])
-    files = ([grid] if grid else []) + [i["path"] for i in images] + ([baseline] if baseline else [])
+    files = ([grid] if grid else []) + [i["path"] for i in images] + ([baseline] if baseline else []) + \
+        [i["comfy_workflow"] for i in images]
     return gallery, grid, baseline, md, "", files, rows, state
 
 
@@ -426,4 +430,4 @@ def on_pick(state: dict | None, evt: gr.SelectData):
     text = (f"{info['caption']}\n(applied weights: {info['rule']})\n\nA1111 prompt:\n{info['export']}\n\n"
             f"Parameters:\n{info['parameters']}\n\n"
             f"Settings: {json.dumps(info['settings'] | {'seed': info['seed'], 'weights': info['weights']})}")
-    return text, [info["path"]]
+    return text, [info["path"], *([info["comfy_workflow"]] if info.get("comfy_workflow") else [])]
