@@ -59,6 +59,9 @@ FRAMING_ONLY = frozenset("portrait painting drawing photo photograph picture ima
 KIND_WORDS = frozenset("animal animals object objects clothing clothes outfit background backgrounds scenery "
                        "scene landscape photography photo painting illustration effect effects concept "
                        "collection series pack set asset assets design element elements suit costume".split())
+# name words that praise or say how the file was made, not what it draws
+NAME_NOISE = frozenset("better best improved enhanced ultimate perfect super extraction extracted merge merged "
+                       "mix mixed remix experimental official unofficial custom simple easy lite".split())
 MAX_EXTRA_NAME_WORDS = 1  # real words in the matched name piece that the prompt lacks ("Death Knight")
 # prompt words that put a person in the image (adapters that bring one are then no foreign concept)
 PROMPT_PERSON = PERSON_WORDS | frozenset(
@@ -79,6 +82,7 @@ DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's o
 DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
 DENSE_POOL = 40  # nearest cards per concept considered without shared words
 STYLE_WORD_MIN, STYLE_WORD_SHARE = 3, 0.5  # a word most of whose named cards are styles names a style
+CATEGORY_FACTOR = 0.85  # a category adapter ("food") ranks below one about the concept itself
 NAME_WORD_PENALTY = 0.05  # per name word beyond the concept (plainer names rank first among fits)
 TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
 
@@ -256,29 +260,35 @@ class ConceptIndex:
         return next((f for f in word_forms(word) if f in self.postings), word)
 
     def extra_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
-        """Real words of the adapter's name that the prompt lacks: of the name piece holding the
-        concept's head ("Death" in "Death Knight"), or of the whole name when only its tags match
-        ("Pixel Sorting" tagged "abstract painting"). Made-up tokens and kind words do not count."""
-        return [w for w in self._other_name_words(i, concept, prompt_words) if real_word(w)]
+        """Real words of the adapter's name that the prompt lacks, which decide whether it fits.
+        For a thing, of the whole name ("Maps #8 - Modern city" is about a modern city as well);
+        for a style or medium, of the name piece holding the concept's head (the other pieces name
+        where the style comes from: "Watercolor - in the style of <artist>"), or of the whole
+        name when only its tags match. Made-up tokens, kind words and labels do not count."""
+        style = _is_medium_or_style(concept)
+        return [w for w in self._other_name_words(i, concept, prompt_words, whole=not style, parts=False)
+                if real_word(w)]
 
     def name_specificity(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> int:
-        """How many words of the adapter's name say something the concept does not, made-up ones
-        ("Fechin", "AARG") included: among adapters that fit, the plainest name is the likeliest
-        to be about just the concept ("OilPainting Style" before "Fechin oil painting")."""
-        return len(self._other_name_words(i, concept, prompt_words))
+        """How many words of the whole name say something the concept does not, made-up tokens
+        ("Fechin", "AARG") and the words run together in them ("GameIconResearch") included:
+        among adapters that fit, the plainest name is the likeliest to be about just the concept."""
+        return len(self._other_name_words(i, concept, prompt_words, whole=True, parts=True))
 
-    def _other_name_words(self, i: int, concept: Concept, prompt_words: frozenset[str]) -> list[str]:
-        """Words of the whole name (every piece: "Maps #8 - Modern city" is about a modern city as
-        well) that the prompt lacks; a made-up token counts by the real words run together in it
-        ("GameIconResearch" -> game, icon, research), or as itself when it holds none."""
+    def _other_name_words(self, i: int, concept: Concept, prompt_words: frozenset[str],
+                          whole: bool, parts: bool) -> list[str]:
+        phrases = self.name_phrases[i]
+        if not whole:
+            head = word_forms(concept.head)
+            phrases = [p for p in phrases if not head.isdisjoint(with_stems(p))] or phrases
         prompt_forms = with_stems(prompt_words)
         own = with_stems(concept.words) | prompt_forms
         out = set()
-        for w in (w for p in self.name_phrases[i] for w in p):
+        for w in (w for p in phrases for w in p):
             if len(w) < 3 or not w.isalpha() or not word_forms(w).isdisjoint(prompt_forms):
                 continue
-            parts = compound_parts(w) or (w,)
-            out.update(x for x in parts if word_forms(x).isdisjoint(own)
+            pieces = (compound_parts(w) if parts else ()) or (w,)
+            out.update(x for x in pieces if word_forms(x).isdisjoint(own) and x not in NAME_NOISE
                        and x not in KIND_WORDS and x not in LABELS and x not in STYLE_MARKERS)
         return sorted(out)
 
@@ -425,7 +435,7 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         if own and not own & ctx.media:  # "Food Photography" for "a painting of food"
             brought.append(f"{' and '.join(sorted(own))} where the prompt asks for {' and '.join(sorted(ctx.media))}")
     extra = index.extra_words(i, con, ctx.words)
-    score = round((cover * (1.0 if in_name else 0.9) if matched else 0.3) + 0.5 * d
+    score = round((cover * (1.0 if in_name else 0.9) * (CATEGORY_FACTOR if con.via else 1.0) if matched else 0.3) + 0.5 * d
                   - NAME_WORD_PENALTY * min(index.name_specificity(i, con, ctx.words), 3), 4)
     if brought:
         return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,

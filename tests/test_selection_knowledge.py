@@ -29,6 +29,8 @@ def knowledge_catalog():
              prompts=["rope binding art, ropes", "rope binding art, red rope"]),
         card("civitai-206", "Surreal Dreamscape", model_id=206, tags=["style", "surreal", "dreamlike"],
              prompts=["surreal dreamscape, melting clocks", "surreal dreamscape, floating islands"]),
+        card("civitai-207", "Better Watercolor - In the style of Jane Doe", model_id=207,
+             tags=["style", "watercolor", "painting"], prompts=["watercolor, a harbor", "watercolor, a fox"]),
     ]
 
 
@@ -87,6 +89,17 @@ def test_an_outfit_named_art_is_no_medium_and_brings_a_person(retriever):
     assert purpose.kind == "clothing" and "person" in purpose.brings
     ids, _ = select(retriever, "a boxing ring with ropes and a bell")
     assert "civitai-205" not in ids
+
+
+def test_a_style_named_for_where_it_comes_from_still_fits(retriever):
+    ids, _ = select(retriever, "a watercolor painting of a lighthouse at dusk")
+    assert ids == ["civitai-207"]  # "in the style of Jane Doe" names the style's source, not more things
+
+
+def test_one_adapter_serves_one_concept_and_the_other_says_so(retriever):
+    ids, comp = select(retriever, "a bowl of ramen with a boiled egg, food photography")
+    assert ids == ["civitai-201"] and comp.topics[0].keywords == ["food photography"]
+    assert comp.scores["unassigned"]["boiled egg"] == "its fitting adapter serves 'food photography' already"
 
 
 def test_word_forms_and_stems():

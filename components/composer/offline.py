@@ -295,7 +295,12 @@ class OfflineComposer:
         unassigned = [c for c in concepts if c not in topics]
         why_none = {}
         for c in unassigned:
-            if fits[c]:
+            served = sorted({t for _, cand, _ in fits[c] for t, used_for in
+                             ((t.keywords[0], {a.card_id for a in t.adapters}) for t in topics.values())
+                             if cand.id in used_for})
+            if served:
+                why_none[c] = f"its fitting adapter serves {', '.join(map(repr, served))} already"
+            elif fits[c]:
                 why_none[c] = "fitting adapters were left out by the caps (adapters per composition / styles)"
             elif rejected[c]:
                 why_none[c] = "no adapter fits it; nearest: " + "; ".join(rejected[c])
