@@ -3,7 +3,9 @@
 The safetensors format is an 8-byte little-endian header length, a JSON header
 (``{tensor name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}``) and the raw
 tensor bytes. Only the header is read here; tensors are never loaded and pickles are
-never unpickled. The importers and the generator share these functions.
+never unpickled. The importers and the generator share these functions, the one reader of the
+header's layout and the one SHA256 of a file.
+This module identifies a file; ``components/generator/lora_keys.py`` decides how to load and apply it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import hashlib
 import json
 import math
 import reprlib
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+PREFIX_BYTES = 9  # the 8-byte header length and the header's first character
 # Adapter types no file of which can be loaded. LoRA and LoCon load through diffusers' kohya
 # conversion; LoHa, LoKr and kohya DoRA through peft (components/generator/lycoris.py). Some files
 # of a loadable type still cannot be: ``unloadable_reason`` says which and why.
@@ -110,6 +112,27 @@ class LoraInfo:
         return [t for t, _ in self.tag_frequency().most_common(n) if t]
 
 
+def read_prefix(path: str | Path) -> bytes:
+    """The first ``PREFIX_BYTES`` of ``path`` (fewer for a shorter file): enough to tell a
+    safetensors file from others with ``safetensors_data_start``."""
+    with Path(path).open("rb") as fh:
+        return fh.read(PREFIX_BYTES)
+
+
+def header_length(prefix: bytes) -> int:
+    """The JSON header's length in bytes: a safetensors file's first 8 bytes, little-endian."""
+    return int.from_bytes(prefix[:8], "little")
+
+
+def safetensors_data_start(prefix: bytes) -> int | None:
+    """Where the tensor data starts (8 + header length) when ``prefix`` (a file's first bytes, see
+    ``read_prefix``) begins like a safetensors file: an 8-byte length, then the JSON header's ``{``.
+    None when it does not (a pickle, an empty or other file); the length itself is not checked."""
+    if len(prefix) < PREFIX_BYTES or prefix[8:9] != b"{":
+        return None
+    return 8 + header_length(prefix)
+
+
 def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
     """Read and validate the header of ``path`` without touching the tensor data."""
     path = Path(path)
@@ -117,7 +140,7 @@ def read_safetensors_header(path: str | Path) -> SafetensorsHeader:
     if size < 8:
         raise LoraFileError(f"{path}: {size} bytes is too short for a safetensors file (truncated or empty)")
     with path.open("rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
+        n = header_length(fh.read(8))
         if n == 0 or n > MAX_HEADER_BYTES or n > size - 8:
             raise LoraFileError(
                 f"{path}: header length {n} does not fit a file of {size} bytes; "
@@ -316,10 +339,7 @@ def autov3_of_file(path: str | Path) -> str:
     """AutoV3, A1111's LoRA short hash (its "Lora hashes"): the first 12 hex digits, lower case as
     A1111 writes them, of the SHA256 of a safetensors file's bytes after its header (kohya's
     "addnet" hash: metadata edits leave it unchanged). Other files: of the whole file, as A1111."""
-    with Path(path).open("rb") as fh:
-        head = fh.read(9)
-    safetensors = len(head) == 9 and head[8:9] == b"{"  # an 8-byte length, then the JSON header
-    start = 8 + int.from_bytes(head[:8], "little") if safetensors else 0
+    start = safetensors_data_start(read_prefix(path)) or 0  # 0: not a safetensors file
     return sha256_file(path, start=start)[:12].lower()
 
 

@@ -10,12 +10,12 @@ nothing. Rebuild both with::
 from __future__ import annotations
 
 import gzip
-import hashlib
 import sys
 from pathlib import Path
 from typing import Callable
 
 from catalog.card import AdapterCard
+from catalog.lora_file import sha256_file
 from catalog.settings import Settings
 from catalog.store import CatalogError, CatalogStore
 
@@ -72,7 +72,7 @@ def seed_if_empty(store: CatalogStore, path: Path = STARTER_PATH) -> int:
                 f"(build it with: python -m stylus_ui catalog build-starter DUMP)")
         return 0
     cards = load_starter_cards(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = sha256_file(path)[:16].lower()
     with store.transaction() as tx:
         if tx.execute("SELECT COUNT(*) FROM cards").fetchone()[0]:
             return 0  # another process seeded it meanwhile

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from catalog.card import AdapterCard, AdapterFile
-from components.generator.lorafile import file_sha256
+from catalog.lora_file import sha256_file as file_sha256
 from components.types import GenerationRequest
 
 

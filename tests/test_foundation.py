@@ -140,3 +140,59 @@ def test_remote_reimport_keeps_local_file_facts(store):
     card = store.get("civitai-5")
     assert card.local_path == "/loras/a.safetensors" and card.adapter_type == "LoCon"
     assert store.upsert(make_card(5)) == "unchanged"
+
+
+def _module_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Our module -> the modules of ours it imports (function-level imports too: an import moved
+    into a function to dodge a cycle is still one), leaving out imports only for type checkers."""
+    modules = {}
+    for package in packages:
+        for path in (REPO / package).rglob("*.py"):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for b in node.body for n in ast.walk(b)}
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = []
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                # "from . import render" imports the module render; "from .x import f" imports x
+                targets += [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        edges = set()
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def test_no_module_cycles():
+    graph = _module_graph(("catalog", "components", "stylus_ui", "tools"))
+    cycles = []
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        return seen
+
+    for module in sorted(graph):
+        back = sorted(m for m in graph[module] if module in reach(m))
+        if back:
+            cycles.append(f"{module} <-> {', '.join(back)}")
+    assert not cycles, "module cycles (a package importing its own modules counts too):\n" + "\n".join(cycles)

@@ -37,11 +37,13 @@ class Segment:
         return self.words[-1]
 
 
-def _tokens(prompt: str) -> list[tuple[str, int, int]]:
+def tokenize(prompt: str) -> list[tuple[str, int, int]]:
+    """Tokens of ``prompt`` with their character offsets: words, numbers, ``<...>`` tags and
+    single punctuation marks."""
     return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(prompt)]
 
 
-def _clauses(tokens: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
+def split_clauses(tokens: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
     """Split at punctuation and at <lora:...> style tags; drop A1111 weights such as ':1.2'."""
     clauses: list[list[tuple[str, int, int]]] = [[]]
     prev = ""
@@ -66,7 +68,7 @@ def is_tag_soup(prompt: str) -> bool:
     return short >= 0.6 * len(items)
 
 
-def _strip_boilerplate(clause: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+def strip_boilerplate(clause: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     """Remove a leading or whole boilerplate phrase ("best quality", "ultra detailed")."""
     low = [t[0].lower() for t in clause]
     for n in range(len(clause), 0, -1):
@@ -121,8 +123,8 @@ def segment(prompt: str, *, tagger: Model | None = None) -> list[Segment]:
     soup = is_tag_soup(prompt)
     pieces: list[list[tuple[str, int, int]]] = []
     sentence: list[list[tuple[str, int, int]]] = []
-    for clause in _clauses(_tokens(prompt)):
-        clause = _strip_boilerplate(clause)
+    for clause in split_clauses(tokenize(prompt)):
+        clause = strip_boilerplate(clause)
         if not clause or " ".join(t[0].lower() for t in clause) in BOILERPLATE:
             continue
         if soup and len(clause) <= 4:

@@ -5,9 +5,9 @@ Its choices follow habits that rules capture badly (which adjectives stay with t
 when an action joins its subject, which counts and colours stand alone), so we learn them:
 an averaged structured perceptron over word, suffix, shape, neighbour and lexicon features,
 first-order Viterbi over the tags B (a topic starts), I (inside a topic) and O (no topic).
-The weights are built by ``bench/segmentation.py --write`` from ../shared/data/stylus/ and
+The weights are built by ``python -m tools.train_tagger`` from ../shared/data/stylus/ and
 ship as ``segment_tagger.json.gz`` (feature -> three weights; no caption text is stored
-beyond single words and word pairs).
+beyond single words and word pairs); ``bench/segmentation.py`` measures them.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from components.prompt_text import COLOURS, STOPWORDS, normalize_word
 
 TAGS = ("B", "I", "O")
 B, I, O = 0, 1, 2
@@ -35,7 +37,6 @@ def _shape(word: str) -> str:
 
 def sentence_features(words: list[str], breaks: list[bool]) -> list[list[str]]:
     """Feature names of every token; ``breaks[i]`` says a clause starts at token ``i``."""
-    from components.composer.segment import COLOURS, STOPWORDS, normalize_word  # segment imports us
     low = [w.lower() for w in words]
     return [_features(words, low, breaks, i, STOPWORDS, COLOURS, normalize_word) for i in range(len(words))]
 
@@ -85,6 +86,10 @@ class Model:
 
 
 def viterbi(emissions: list[list[float]], trans: list[list[float]], breaks: list[bool]) -> list[int]:
+    """Best tag sequence for per-token ``emissions`` (one score per tag) under ``trans``.
+
+    ``trans[p][t]`` scores tag ``t`` after tag ``p``; its fourth row scores the first tag. A topic
+    never starts with I, I never follows O, and no I follows a clause start (``breaks[i]``)."""
     start = trans[3]
     best = [emissions[0][t] + start[t] if t != I else _NEG for t in range(3)]
     back: list[list[int]] = []
@@ -135,4 +140,4 @@ def load_model(path: Path = WEIGHTS) -> Model:
         return Model(emit=data["emit"], trans=data["trans"])
     except (OSError, ValueError, KeyError) as exc:
         raise RuntimeError(f"segment tagger weights {path} are missing or unreadable ({exc}); "
-                           "rebuild them with `python bench/segmentation.py --write`") from exc
+                           "rebuild them with `python -m tools.train_tagger`") from exc

@@ -26,7 +26,7 @@ from catalog.lora_file import autov3_of_file
 from catalog.settings import Settings
 
 from .downloads import DownloadError, DownloadPolicy, download, download_hf
-from .lorafile import AdapterFileError, LoraFile, ModelMismatchError, read_lora_file
+from .lora_keys import AdapterFileError, LoraFile, ModelMismatchError, read_lora_file
 from .lycoris import load_lycoris, require_a_match
 from .standin import ensure_standin
 

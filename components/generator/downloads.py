@@ -22,7 +22,6 @@ and are renamed into place only when complete and verified; a hash mismatch dele
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import itertools
 import os
@@ -35,6 +34,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from catalog.lora_file import sha256_file
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _MAX_REDIRECTS = 5
@@ -213,7 +214,7 @@ def download(url: str, dest: Path, policy: DownloadPolicy, sha256: str | None = 
                 part.unlink(missing_ok=True)
             raise
     if sha256:
-        actual = _sha256(part)
+        actual = sha256_file(part)
         if actual != sha256.upper():
             part.unlink(missing_ok=True)
             raise DownloadError(f"{shown(url)}: SHA256 mismatch (expected {sha256.upper()[:16]}..., got "
@@ -254,7 +255,7 @@ def download_hf(repo_id: str, filename: str, revision: str, dest: Path, policy: 
         raise DownloadError(f"{where}: download from the hub failed ({type(exc).__name__}: "
                             f"{str(exc)[:200]})") from None
     blob = local.resolve()
-    if sha256 and _sha256(blob) != sha256.upper():
+    if sha256 and sha256_file(blob) != sha256.upper():
         blob.unlink(missing_ok=True)
         local.unlink(missing_ok=True)
         raise DownloadError(f"{where}: SHA256 mismatch (expected {sha256.upper()[:16]}..., got another "
@@ -330,11 +331,3 @@ def _looks_like_html(first: bytes) -> bool:
     """A safetensors file starts with an 8-byte header length, never with ``<``: an HTML page does."""
     head = first[:64].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<!--"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest().upper()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .lorafile import AdapterFileError
+from .lora_keys import AdapterFileError
 
 # (pipeline component, kohya prefix) for SD 1.5
 COMPONENT_PREFIXES = (("unet", "lora_unet_"), ("text_encoder", "lora_te_"))

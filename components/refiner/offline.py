@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Refined
 from components.prompt_text import phrases
+from components.refiner.categories import category
 from components.refiner.purpose import TagStats, extract_purpose
 
 REFINER_NAME = "offline-5"  # 2: records the purpose (components/refiner/purpose.py)
@@ -28,22 +29,6 @@ DEFAULT_WEIGHT = 0.8
 MAX_KEYWORDS = 12
 BOILERPLATE_SHARE = 0.04  # a phrase in more than 4% of cards says nothing about any one card
 
-# tag or name word -> category; first match in card tag order wins
-_CATEGORY_WORDS: dict[str, str] = {
-    "character": "character", "characters": "character", "game character": "character",
-    "anime character": "character", "vtuber": "character", "celebrity": "character", "person": "character",
-    "style": "style", "art style": "style", "artstyle": "style", "styles": "style", "style lora": "style",
-    "artist": "style", "illustration": "style", "painting": "style", "photorealistic": "style",
-    "clothing": "clothing", "clothes": "clothing", "fashion": "clothing", "outfit": "clothing",
-    "costume": "clothing", "uniform": "clothing", "dress": "clothing", "armor": "clothing", "cosplay": "clothing",
-    "concept": "concept", "detailed": "concept", "tool": "tool", "slider": "tool", "utility": "tool",
-    "background": "background", "backgrounds": "background", "scenery": "background", "landscape": "background",
-    "environment": "background", "poses": "pose", "pose": "pose", "objects": "object", "object": "object",
-    "weapon": "object", "vehicle": "vehicle", "car": "vehicle", "cars": "vehicle", "mecha": "vehicle",
-    "animal": "animal", "animals": "animal", "creature": "animal", "pokemon": "animal",
-    "building": "building", "buildings": "building", "architecture": "building",
-    "action": "action", "food": "food", "plant": "plant", "flowers": "plant", "flower": "plant",
-}
 _NUMBER = r"(-?\d(?:\.\d{1,3})?)"
 _RANGE = re.compile(
     rf"(?:weight|strength|multiplier)s?\b[^0-9\n<]{{0,40}}?{_NUMBER}\s*(?:-|~|to|–|—|～)\s*{_NUMBER}", re.I)
@@ -97,18 +82,6 @@ def keywords(card: AdapterCard, stats: PhraseStats, limit: int = MAX_KEYWORDS) -
     scored = [(n * stats.idf(p), p) for p, n in counts.items() if stats.idf(p) > 0]
     scored.sort(key=lambda sp: (-sp[0], sp[1]))
     return [p for _, p in scored[:limit]]
-
-
-def category(card: AdapterCard) -> str:
-    for tag in card.tags:
-        found = _CATEGORY_WORDS.get(tag.strip().lower())
-        if found:
-            return found
-    text = f"{card.name} {card.description_clean[:400]}".lower()
-    for word, cat in _CATEGORY_WORDS.items():
-        if re.search(rf"\b{re.escape(word)}\b", text):
-            return cat
-    return "other"
 
 
 def _valid(w: float) -> bool:

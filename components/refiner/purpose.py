@@ -23,6 +23,7 @@ from typing import Iterable
 
 from catalog.card import AdapterCard, Purpose
 from components.prompt_text import content_words, lexer_words, strip_syntax, word_zipf
+from components.refiner.categories import category as derive_category
 
 # tags and name words that label an adapter rather than say what it draws
 LABELS = frozenset(
@@ -143,8 +144,7 @@ def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, catego
     if category is None:
         category = card.curation.category or card.refined.category
         if not category or category == "other":
-            from components.refiner.offline import category as derive  # offline imports this module
-            category = derive(card)
+            category = derive_category(card)
     tags = [t.strip().lower() for t in card.effective_tags() if t and t.strip()]
     triggers = [p.strip().lower() for t in card.effective_trigger_words() for p in strip_syntax(t).split(",")]
     triggers = [t for t in triggers if t and len(t) <= 40]

@@ -1,5 +1,8 @@
 """Read and classify an adapter file before anything is loaded into the pipeline.
 
+This module decides how to load and apply a file; ``catalog/lora_file.py`` identifies a file
+(header, type, base model, hashes) without loading it, and is what this module builds on.
+
 Answers "can this be loaded as an SD-1.5 adapter, and by which loader?" from the keys and shapes
 alone, so bad files (corrupt, truncated, pickled, SDXL, input-axis DoRA) are refused with a message
 naming the file and the reason instead of failing deep inside the loader. LoRA and LoCon go to
@@ -12,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from catalog.lora_file import (SafetensorsHeader, base_family, detect_adapter_type,
-                               detect_base_model, input_width, sha256_file, unloadable_reason)
+from catalog.lora_file import (PICKLE_SUFFIXES, SafetensorsHeader, base_family, detect_adapter_type,
+                               detect_base_model, input_width, read_prefix, safetensors_data_start,
+                               unloadable_reason)
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
@@ -41,20 +44,15 @@ class LoraFile:
     adapter_type: str = "LoRA"  # LoRA | LoCon | LoHa | LoKr | DoRA | other (catalog detection)
 
 
-def file_sha256(path: Path) -> str:
-    return sha256_file(path)
-
-
 def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) -> LoraFile:
     """Load the tensors of ``path`` and check they form an SD-1.5 LoRA for this pipeline."""
     path = Path(path)
     if not path.is_file():
         raise AdapterFileError(f"{path.name}: file not found at {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(9)
+    head = read_prefix(path)
     # A safetensors header length can begin with a pickle protocol byte pair (640 = b"\x80\x02..."):
     # the JSON brace after the 8-byte length tells the two apart.
-    safetensors_like = len(head) == 9 and head[8:9] == b"{"
+    safetensors_like = safetensors_data_start(head) is not None
     is_pickle = path.suffix.lower() in PICKLE_SUFFIXES or (
         head.startswith(_PICKLE_MAGIC) and not safetensors_like)
     if is_pickle and not allow_pickle:
@@ -83,7 +81,8 @@ def read_lora_file(path: Path, *, allow_pickle: bool, cross_attention_dim: int) 
 
 def _safetensors_shapes(path: Path, metadata: dict[str, str]) -> dict[str, tuple[int, ...]]:
     """Header only, no tensor data read; safetensors checks the header against the file size,
-    so a truncated file fails here."""
+    so a truncated file fails here. This is the safetensors library's own reader, the library that
+    loads the tensors later (``adapters.py``)."""
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         metadata.update(f.metadata() or {})
