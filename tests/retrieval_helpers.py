@@ -67,3 +67,16 @@ def small_catalog() -> list[AdapterCard]:
         card("civitai-8", "Watercolor Wash Style v2", model_id=1, tags=["style", "watercolor"],
              prompts=["watercolor, lighthouse, seagulls"]),
     ]
+
+
+def retriever_over(cards: list[AdapterCard], home, embedder):
+    """(a real Retriever, its store) over ``cards`` in a new catalog under ``home``; close the store."""
+    from catalog.settings import Settings
+    from catalog.store import CatalogStore
+    from components.retriever import Retriever
+
+    settings = Settings(home=home / "stylus", catalog_dir=home / "catalog")
+    store = CatalogStore(settings.catalog_dir)
+    for c in cards:
+        store.upsert(c)
+    return Retriever(settings, store, embedder=embedder), store

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.store import CatalogStore
 from components.composer import ComposeOptions, compose
 from components.concepts import media_of, word_forms, with_stems
 from components.lexicon import category_of
 from components.refiner.purpose import extract_purpose, names_medium
-from components.retriever import Retriever
-from tests.retrieval_helpers import card
+from tests.retrieval_helpers import card, retriever_over
 
 
 def knowledge_catalog():
@@ -36,12 +34,7 @@ def knowledge_catalog():
 
 @pytest.fixture
 def retriever(tmp_path, minilm):
-    from catalog.settings import Settings
-    settings = Settings(home=tmp_path / "stylus", catalog_dir=tmp_path / "catalog")
-    store = CatalogStore(settings.catalog_dir)
-    for c in knowledge_catalog():
-        store.upsert(c)
-    r = Retriever(settings, store, embedder=minilm)
+    r, store = retriever_over(knowledge_catalog(), tmp_path, minilm)
     yield r
     store.close()
 

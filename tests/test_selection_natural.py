@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from catalog.card import Curation
-from catalog.store import CatalogStore
 from components.composer import ComposeOptions, compose
-from components.retriever import Retriever
-from tests.retrieval_helpers import card
+from tests.retrieval_helpers import card, retriever_over
 
 
 def natural_catalog():
@@ -39,12 +37,7 @@ def natural_catalog():
 
 @pytest.fixture
 def retriever(tmp_path, minilm):
-    from catalog.settings import Settings
-    settings = Settings(home=tmp_path / "stylus", catalog_dir=tmp_path / "catalog")
-    store = CatalogStore(settings.catalog_dir)
-    for c in natural_catalog():
-        store.upsert(c)
-    r = Retriever(settings, store, embedder=minilm)
+    r, store = retriever_over(natural_catalog(), tmp_path, minilm)
     yield r
     store.close()
 
