@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -27,6 +28,9 @@ class SettingsError(ValueError):
 # all (treated like any adapter), none
 CHARACTER_POLICIES = ("named", "all", "none")
 MIN_ADMIN_TOKEN_CHARS = 16  # the admin token opens curation of a public instance
+# a Ray cluster address for setting workers: ray://host:port (Ray Client) or host:port (GCS)
+WORKERS_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>[0-9]{1,5})")
+MAX_WORKER_REPLICAS = 64
 
 
 @dataclass
@@ -96,6 +100,13 @@ class Settings:
     download_timeout_s: float = 600.0  # one adapter file download, all its reads together
     llm_total_timeout_s: float = 60.0  # one LLM compose call, retries included
 
+    # generation on a pool of Ray Serve workers (issue 17; requirements-workers.txt):
+    # "" = in-process generator (the default; Ray is never imported), "auto" = start a local Ray
+    # cluster with worker_replicas replicas, or the address of a running cluster (ray://host:port
+    # for Ray Client, host:port for its GCS) where the deployment is, or gets, deployed
+    workers: str = ""
+    worker_replicas: int = 2  # replicas the pool deploys when it deploys them itself
+
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
         self.catalog_dir = Path(self.catalog_dir or self.home / "catalog").expanduser()
@@ -134,6 +145,15 @@ class Settings:
             raise SettingsError(f"setting admin_token is {len(self.admin_token)} characters long; use at least "
                                 f"{MIN_ADMIN_TOKEN_CHARS} random characters (e.g. python -c "
                                 f"'import secrets; print(secrets.token_urlsafe(24))')")
+        if self.workers not in ("", "auto"):
+            address = WORKERS_ADDRESS.fullmatch(self.workers)
+            if not address or not 1 <= int(address["port"]) <= 65535:
+                raise SettingsError(f"setting workers={self.workers!r} is not allowed; use '' (generate in this "
+                                    f"process), 'auto' (a local Ray cluster) or a Ray cluster address "
+                                    f"ray://host:port or host:port with a port in 1..65535 (STYLUS_WORKERS)")
+        if not 1 <= self.worker_replicas <= MAX_WORKER_REPLICAS:
+            raise SettingsError(f"setting worker_replicas={self.worker_replicas} must be in 1..{MAX_WORKER_REPLICAS} "
+                                f"(STYLUS_WORKER_REPLICAS)")
         if not 0 <= self.adapters_per_topic <= 10:
             raise SettingsError(f"setting adapters_per_topic={self.adapters_per_topic} must be in 0..10")
 

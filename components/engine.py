@@ -89,6 +89,9 @@ class StylusEngine:
 
     @cached_property
     def generator(self):
+        if self.settings.workers:  # a Ray Serve worker pool (issue 17): the same generate() call
+            from .workers.pool import WorkerPool
+            return self._once("generator", lambda: WorkerPool(self.settings))
         from .generator import Generator
         return self._once("generator", lambda: Generator(self.settings))
 

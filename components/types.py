@@ -130,3 +130,6 @@ class GenerationResult:
     notices: list[str] = field(default_factory=list)
     model: str = ""
     preview_model: bool = False  # images come from the untrained preview model
+    # served by a worker pool (components/workers): replica, node, queue_position, retries,
+    # adapter_set, adapter cache hits/misses; None when generated in this process. Not in the PNG.
+    worker: dict[str, Any] | None = None

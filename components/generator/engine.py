@@ -80,6 +80,10 @@ class Generator:
             self._managers[key] = AdapterManager(pipe, self.settings, self.pipelines().preview)
         return self._managers[key]
 
+    def loaded_adapters(self) -> set[str]:
+        """Names of the adapters loaded now, over all pipelines (the bounded caches' contents)."""
+        return {name for manager in self._managers.values() for name in manager.loaded}
+
     # ---- the public call -----------------------------------------------------------------
     def generate(self, request: GenerationRequest, variants: list[Variant] | None = None,
                  cards: dict[str, AdapterCard] | None = None,

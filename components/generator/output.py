@@ -16,6 +16,14 @@ from .grid import result_grid
 from .metadata import save_png
 
 
+def served_by(worker: dict[str, Any] | None) -> str:
+    """Which worker-pool replica made a result (components/workers), or "" when made in this process."""
+    if not worker:
+        return ""
+    return (f"served by worker replica {worker.get('replica', '?')} on node {worker.get('node', '?')} "
+            f"(queue position {worker.get('queue_position', '?')}, retries {worker.get('retries', 0)})")
+
+
 def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
                 extra: dict[str, Any] | None = None, names: dict[str, str] | None = None,
                 comfy: ComfyFiles | None = None) -> dict[str, Any]:
@@ -37,6 +45,8 @@ def save_result(result: GenerationResult, folder: Path, stem: str = "stylus",
             rows[-1]["comfy_workflow"] = str(save_workflow(img.path, img.parameters, comfy))
     summary: dict[str, Any] = {"model": result.model, "preview_model": result.preview_model,
                                "images": rows, "notices": result.notices, "timings": result.timings}
+    if result.worker:  # served by the worker pool: which replica, its queue position, retries
+        summary["worker"] = result.worker
     if result.baseline is not None:
         b = result.baseline
         b.path = str(save_png(b.image, folder / f"{stem}-baseline-seed{b.seed}.png", b.parameters))

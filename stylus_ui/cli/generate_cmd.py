@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from components.engine import StylusEngine
-    from components.generator import save_result
+    from components.generator.output import save_result, served_by
     from components.masks import repeated_masks_notice
     from components.types import GenerationRequest
 
@@ -90,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {row['path']}" + (f"\n  {row['comfy_workflow']}" if "comfy_workflow" in row else ""))
     print(f"labelled grid: {summary.get('grid')}\nsummary: {out / 'stylus-summary.json'}")
     print("timings: " + ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items()))
+    if result.worker:
+        print(served_by(result.worker))
     return 0
 
 

@@ -150,7 +150,7 @@ def api_generate(engine, prompt: str, negative_prompt: str | None = None,
     items = list(result.images) + ([result.baseline] if result.baseline is not None else [])
     gallery = [(save_png(i, out_dir), render.variant_caption(i.variant, names)) for i in items]
     info = {"composition": render.composition_dict(comp), "timings": result.timings, "notices": result.notices,
-            "preview_model": result.preview_model, "model": result.model,
+            "preview_model": result.preview_model, "model": result.model, "worker": result.worker,
             "images": [{"seed": i.seed, "parameters": i.parameters, "baseline": i.variant is None,
                         "weights": dict(i.variant.weights) if i.variant else {},
                         "export": i.variant.export if i.variant else prompt} for i in items]}

@@ -24,6 +24,7 @@ from components import limits
 from components.atomic_files import atomic_path
 from components.generator.comfy import comfy_files, save_workflow
 from components.generator.grid import result_grid
+from components.generator.output import served_by
 from components.masks import WEIGHT_RULE, repeated_masks_notice
 from components.types import GenerationRequest, MaskStrategy
 from stylus_ui.web import render
@@ -395,7 +396,9 @@ def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows:
     grid = save_grid(result, names, out_dir) if result.images else None
     rows, state = mapping_view(engine, comp, {**(state or {}), "prompt": prompt, "images": images})
     repeated = repeated_masks_notice([i.variant for i in result.images if i.variant is not None])
-    md = render.timings_markdown(result.timings, [*result.notices, *([repeated] if repeated else [])])
+    served = served_by(result.worker)
+    md = render.timings_markdown(result.timings, [*result.notices, *([repeated] if repeated else []),
+                                                  *([served] if served else [])])
     files = ([grid] if grid else []) + [i["path"] for i in images] + ([baseline] if baseline else []) + \
         [i["comfy_workflow"] for i in images]
     return gallery, grid, baseline, md, "", files, rows, state
