@@ -162,6 +162,15 @@ def test_a_request_served_by_the_pool_equals_the_same_request_in_process(pool, l
     assert not any("replica" in image.parameters for image in served.images)  # not in the PNG text
 
 
+def test_the_pool_also_serves_a_caller_inside_an_event_loop(pool, cards):
+    import asyncio
+
+    async def caller():  # an async front calling the blocking API, as the in-process Generator allows
+        return pool.generate(lighthouse_request(include_baseline=False), _variants({"ink": 1.0}), cards)
+
+    assert len(asyncio.run(caller()).images) == 1
+
+
 def test_affinity_keeps_an_adapter_set_on_the_replica_that_has_it_loaded(pool, cards):
     sets = [{"ink": 1.0}, {"neon": 1.0}, {"ink": 0.5, "moss": 0.5}]
     served: dict[int, list[dict]] = {i: [] for i in range(len(sets))}

@@ -17,12 +17,14 @@ variants and the cards it uses.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's telemetry off (a cluster this process starts)
@@ -68,7 +70,19 @@ class WorkerPool:
                  cards: dict[str, AdapterCard] | None = None, progress: Progress | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
         """As :meth:`components.generator.Generator.generate`; the result's ``worker`` says which
-        replica served it, its queue position there and the retries it took."""
+        replica served it, its queue position there and the retries it took. Blocking, like the
+        Generator's, also when called from a thread that runs an event loop (Serve's blocking
+        handle calls refuse such a thread, so the request then waits in a thread of its own)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._generate(request, variants, cards, progress, cancel)
+        with ThreadPoolExecutor(1, thread_name_prefix="stylus-pool") as pool:
+            return pool.submit(self._generate, request, variants, cards, progress, cancel).result()
+
+    def _generate(self, request: GenerationRequest, variants: list[Variant] | None,
+                  cards: dict[str, AdapterCard] | None, progress: Progress | None,
+                  cancel: threading.Event | None) -> GenerationResult:
         budget = Budget(self.settings.generation_timeout_s, cancel or threading.Event())
         set_id = adapter_set_id(request, variants)
         handle = self._handle.options(stream=True, multiplexed_model_id=set_id if self.affinity else "")
