@@ -24,6 +24,7 @@ from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Curati
 from catalog.importers.civitai import import_civitai_file
 from catalog.starter import STARTER_VECTORS_PATH
 from catalog.store import CatalogStore
+from ground.atomic_files import atomic_path
 
 FACT_EXTRA_KEYS = ("civitai_type", "created_at", "model_download_count", "version_index")
 TEMPLATE_REFINER = "template-1"
@@ -126,17 +127,11 @@ def template_refined(card: AdapterCard) -> Refined:
 
 def write_cards(cards: list[AdapterCard], out_path: Path) -> None:
     """Gzip JSONL, byte-for-byte reproducible, replaced atomically."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name, dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                                       compresslevel=9, mtime=0) as gz:
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                   compresslevel=9, mtime=0) as gz:
             for card in cards:
                 line = json.dumps(card.model_dump(mode="json", exclude_defaults=True),
                                   sort_keys=True, ensure_ascii=False, separators=(",", ":"))
                 gz.write(line.encode("utf-8") + b"\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; this is a shipped file
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.chmod(tmp, 0o644)  # a shipped file: readable by all, whatever the umask

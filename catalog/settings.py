@@ -13,6 +13,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from ground.choices import (ADAPTER_MODES, CHARACTER_POLICIES, CHROMA_MODES, COMPOSERS, DEVICES, DTYPES, HF_LOGIN,
+                            SCHEDULERS)
+from ground.errors import StylusError
+
 ENV_PREFIX = "STYLUS_"
 
 
@@ -20,13 +24,10 @@ def _default_home() -> Path:
     return Path(os.environ.get("STYLUS_HOME", Path.home() / ".cache" / "stylus"))
 
 
-class SettingsError(ValueError):
+class SettingsError(StylusError, ValueError):
     """A setting has a value that is not allowed."""
 
 
-# character / real-person adapters: named (only those the prompt names; the paper's rule),
-# all (treated like any adapter), none
-CHARACTER_POLICIES = ("named", "all", "none")
 MIN_ADMIN_TOKEN_CHARS = 16  # the admin token opens curation of a public instance
 # a Ray cluster address for setting workers: ray://host:port (Ray Client) or host:port (GCS)
 WORKERS_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>[0-9]{1,5})")
@@ -62,10 +63,10 @@ class Settings:
     top_k: int = 150
     base_model_filter: str = "SD 1.5"
     allow_nsfw: bool = False
-    characters: str = "named"  # one of CHARACTER_POLICIES
+    characters: str = "named"  # one of CHARACTER_POLICIES (ground/choices.py)
 
     # composition
-    composer: str = "offline"  # offline | llm
+    composer: str = "offline"  # one of COMPOSERS (ground/choices.py)
     llm_model: str = ""  # any litellm model string, e.g. "openai/gpt-4o-mini"
     llm_api_base: str = ""
     llm_api_key: str = ""
@@ -116,14 +117,14 @@ class Settings:
 
     def validate(self) -> None:
         choices = {
-            "scheduler": ("euler", "ddim", "dpm"),
-            "device": ("auto", "cpu", "cuda", "mps"),
-            "dtype": ("auto", "float32", "float16", "bfloat16"),
-            "chroma_mode": ("embedded", "server"),
-            "composer": ("offline", "llm"),
-            "adapter_mode": ("fused", "unfused"),
+            "scheduler": SCHEDULERS,
+            "device": DEVICES,
+            "dtype": DTYPES,
+            "chroma_mode": CHROMA_MODES,
+            "composer": COMPOSERS,
+            "adapter_mode": ADAPTER_MODES,
             "characters": CHARACTER_POLICIES,
-            "hf_login": ("auto", "on", "off"),
+            "hf_login": HF_LOGIN,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+from ground.errors import StylusError
+
 from .card import AdapterCard, Curation, Refined
 
 DB_NAME = "catalog.sqlite3"
@@ -54,7 +56,7 @@ CREATE TABLE IF NOT EXISTS file_hashes (
 """
 
 
-class CatalogError(Exception):
+class CatalogError(StylusError):
     """A catalog operation failed (unknown id, unreadable catalog, invalid edit)."""
 
 

@@ -15,10 +15,11 @@ from catalog.card import MAX_WEIGHT, MIN_WEIGHT
 from catalog.settings import Settings
 from catalog.card import AdapterCard
 from catalog.store import CatalogStore, ImportReport
+from ground.choices import DEFAULT_MASK_STRATEGY, MaskStrategy
+from ground.errors import StylusError
 
 from .limits import ADAPTERS_PER_TOPIC, MAPPING_ROWS, PROMPT, TOP_K, check_selection
-from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, StylusError,
-                    Topic, TopicAdapter, Variant)
+from .types import Composition, GenerationRequest, GenerationResult, RetrievalResult, Topic, TopicAdapter, Variant
 
 
 WARM_UP_PROMPT = "a castle on a hill at dusk, watercolor"  # one select at start-up loads what selects use
@@ -62,7 +63,7 @@ class StylusEngine:
         self._index_observer: Callable[[int, int], None] | None = None  # see warm_up
         self._index_lock = threading.RLock()  # a retrieval never sees an index half refreshed
         self._catalog_version: int | None = None  # SQLite data_version the index follows
-        from .redact import environment_secrets, install_log_redaction, register_secrets
+        from ground.redact import environment_secrets, install_log_redaction, register_secrets
         register_secrets([*self.settings.secrets(), *environment_secrets()])
         install_log_redaction()  # tokens never reach a log line, even inside a traceback
 
@@ -121,7 +122,7 @@ class StylusEngine:
         (``_once``) and never sees it half built. A failure is logged and shown in the status;
         the next select tries again and reports its own error."""
         import logging
-        from .redact import redact
+        from ground.redact import redact
 
         log = logging.getLogger("stylus.engine")
         started = time.perf_counter()
@@ -194,7 +195,7 @@ class StylusEngine:
             top_k=ADAPTERS_PER_TOPIC.check_or("adapters_per_topic", adapters_per_topic,
                                               self.settings.adapters_per_topic),
             temperature=temperature, characters=characters or self.settings.characters)
-        from .redact import redact
+        from ground.redact import redact
         comp = compose(prompt, retrieval.candidates, options)
         comp.notices = [redact(n) for n in comp.notices]  # a provider error may echo the key
         return comp
@@ -206,7 +207,7 @@ class StylusEngine:
         retrieval = self.retrieve(prompt, top_k=top_k, characters=options.get("characters"))
         return retrieval, self.compose(prompt, retrieval, **options)
 
-    def variants(self, composition: Composition, n: int, strategy: str = "one_hot_loras",
+    def variants(self, composition: Composition, n: int, strategy: MaskStrategy = DEFAULT_MASK_STRATEGY,
                  seed: int = 0, debias: str = "") -> list[Variant]:
         """``n`` masked variants; ``n``, ``seed`` and ``debias`` are checked (components.limits)
         before any mask is drawn."""

@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 
 from components.limits import check_variants
-from components.types import Composition, MaskStrategy, StylusError, Variant
+from components.types import Composition, Variant
+from ground.choices import DEFAULT_MASK_STRATEGY, MASK_STRATEGIES, MaskStrategy
+from ground.errors import StylusError
 
-STRATEGIES: tuple[str, ...] = ("all", "one_hot_loras", "one_hot_concepts")
 MAX_VARIANTS = 256  # the sampler's own bound; a request's limit is components.limits.NUM_IMAGES
 Mask = list[list[bool]]  # per topic, per adapter: on/off
 _REDRAWS = 64  # draws per mask to find a combination the grid does not have yet
@@ -38,8 +39,8 @@ class VariantOptions:
 def sample_masks(composition: Composition, strategy: MaskStrategy, n: int, seed: int) -> list[Mask]:
     """``n`` masks; never enumerates the combinations. A mask already in the grid is redrawn
     (up to ``_REDRAWS`` times) until every distinct combination has been drawn once."""
-    if strategy not in STRATEGIES:
-        raise StylusError(f"mask strategy {strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
+    if strategy not in MASK_STRATEGIES:
+        raise StylusError(f"mask strategy {strategy!r} is not known; use one of {', '.join(MASK_STRATEGIES)}")
     if not 0 <= n <= MAX_VARIANTS:
         raise StylusError(f"number of variants {n} is not allowed; use 0..{MAX_VARIANTS}")
     rng = random.Random(seed)
@@ -151,7 +152,7 @@ def build_variants(composition: Composition, strategy: MaskStrategy, n: int, see
     return variants
 
 
-def sample_variants(composition: Composition, n: int, strategy: MaskStrategy = "one_hot_loras",
+def sample_variants(composition: Composition, n: int, strategy: MaskStrategy = DEFAULT_MASK_STRATEGY,
                     seed: int = 0, base_weight: float = 0.8, debias: str = "",
                     restore_emphasis: bool = False) -> list[Variant]:
     """Keyword form of :func:`build_variants` (what the engine calls); it checks the limits."""

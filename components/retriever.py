@@ -22,14 +22,13 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import httpx
 import numpy as np
 from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
-from catalog.settings import CHARACTER_POLICIES, Settings
+from catalog.settings import Settings
 from components.composer.segment import is_tag_soup, segment
 from components.concepts import (ConceptHit, ConceptIndex, PromptContext, concept_text, concepts_of, expand,
                                  match_concepts)
@@ -39,10 +38,10 @@ from components.index.documents import field_terms
 from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms,
                                     strip_syntax, terms)
 from components.types import Candidate, RetrievalResult, StylusError
+from ground.choices import CHARACTER_POLICIES, CharacterPolicy
 
 # what a stopped chroma server raises through HttpClient (httpx), or chromadb's own errors
 VECTOR_STORE_DOWN: tuple[type[BaseException], ...] = (httpx.HTTPError, ConnectionError, ChromaError)
-CharacterPolicy = Literal["named", "all", "none"]  # CHARACTER_POLICIES (catalog/settings.py)
 CARD_CACHE = 4096
 DETAILED_EVIDENCE = 20  # candidates with per-field evidence; the rest say which card terms matched
 DENSE_QUERY_CHARS = 120  # ~30 tokens: the query embedding stays a few ms on a CPU

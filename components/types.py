@@ -5,16 +5,15 @@ Plain dataclasses of ids, weights, seeds and images: no widgets, no tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from catalog.card import AdapterCard
+from ground.choices import DEFAULT_MASK_STRATEGY, MaskStrategy, Mode
+from ground.errors import StylusError
 
-Mode = Literal["txt2img", "img2img", "inpaint"]
-MaskStrategy = Literal["all", "one_hot_loras", "one_hot_concepts"]
-
-
-class StylusError(Exception):
-    """A request Stylus cannot serve; the message says which value and what is allowed."""
+# Mode, MaskStrategy and StylusError live in ground/ and are re-exported here for old imports
+__all__ = ["Candidate", "Composition", "GeneratedImage", "GenerationRequest", "GenerationResult", "MaskStrategy",
+           "Mode", "RetrievalResult", "StylusError", "Topic", "TopicAdapter", "Variant"]
 
 
 @dataclass
@@ -107,7 +106,7 @@ class GenerationRequest:
     height: int = 512
     seed: int = 0
     num_images: int = 4
-    mask_strategy: MaskStrategy = "one_hot_loras"
+    mask_strategy: MaskStrategy = DEFAULT_MASK_STRATEGY
     composition: Composition | None = None
     debias: str = ""
     include_baseline: bool = True

@@ -22,7 +22,7 @@ from PIL import Image
 from catalog.card import AdapterCard, AdapterFile
 from catalog.settings import Settings
 from catalog.store import CatalogStore
-from components.atomic_files import is_temp
+from ground.atomic_files import is_temp
 from tests.fakes.app_process import start_app
 from tests.fakes.openai_server import FakeOpenAI, FakeResponse
 from tests.fakes.web_catalog import CARDS, free_port, write_catalog

@@ -115,6 +115,25 @@ def test_dependencies_point_one_way():
     dynamic = [p for p in (REPO / "catalog").rglob("*.py") if "import_module(" in p.read_text(encoding="utf-8")]
     assert not dynamic, f"catalog/ must not import higher layers dynamically either: {dynamic}"
     assert not {"gradio", "stylus_ui"} & _imports("components")
+    # the ground layer is under every other: it imports nothing of ours, not even dynamically
+    assert not {"catalog", "components", "stylus_ui", "tools", "app"} & _imports("ground")
+    dynamic = [p for p in (REPO / "ground").rglob("*.py") if "import_module(" in p.read_text(encoding="utf-8")]
+    assert not dynamic, f"ground/ must not import other layers dynamically either: {dynamic}"
+
+
+def test_errors_have_one_root_and_keep_their_builtin_bases():
+    """The front ends catch StylusError alone; code that catches a builtin base still catches these."""
+    from components.composer.llm import LLMError
+    from components.generator.downloads import DownloadError
+    from components.generator.lora_keys import AdapterFileError
+    from components.index.vectors import IndexMismatchError
+    from components.types import StylusError as old_name
+    from ground.errors import StylusError
+    assert old_name is StylusError
+    for error in (CatalogError, SettingsError, LLMError, DownloadError, AdapterFileError, IndexMismatchError):
+        assert issubclass(error, StylusError), error
+    assert issubclass(SettingsError, ValueError) and issubclass(AdapterFileError, ValueError)
+    assert issubclass(DownloadError, RuntimeError)
 
 
 def test_catalog_and_components_do_not_pull_in_gradio():
@@ -180,7 +199,7 @@ def _module_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
 
 
 def test_no_module_cycles():
-    graph = _module_graph(("catalog", "components", "stylus_ui", "tools"))
+    graph = _module_graph(("catalog", "components", "ground", "stylus_ui", "tools"))
     cycles = []
 
     def reach(start: str) -> set[str]:

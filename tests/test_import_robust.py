@@ -15,7 +15,7 @@ from catalog.importers.civitai import import_civitai_file
 from catalog.importers.civitai_api import import_civitai_api
 from catalog.importers.folder import import_folder
 from catalog.importers.hf import import_hf
-from catalog.store import CatalogError, CatalogStore
+from catalog.store import CatalogError
 from fakes.civitai_server import FakeCivitai
 from fakes.hf_hub_server import FakeHub
 from fakes.lora_files import civitai_version_info, write_json, write_kohya_lora
@@ -114,7 +114,7 @@ def test_cli_hf_never_prints_the_token(tmp_path):
 
 
 def test_secrets_registered_masks_only_inside_the_block_and_counts_holders():
-    from components.redact import redact, register_secrets, secrets_registered
+    from ground.redact import redact, register_secrets, secrets_registered
     user_token = "user-form-token-91b2"
     assert redact(f"echo {user_token}") == f"echo {user_token}"
     with secrets_registered([user_token]):

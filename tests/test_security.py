@@ -206,7 +206,7 @@ def test_uploads_malformed_or_too_large_are_refused_with_clear_messages(tmp_path
 def test_log_records_and_llm_errors_never_carry_a_token(caplog):
     from components.composer.llm import LLMComposer
     from components.composer.options import ComposeOptions
-    from components.redact import install_log_redaction, register_secrets
+    from ground.redact import install_log_redaction, register_secrets
     from tests.retrieval_helpers import small_catalog
     from components.types import Candidate
 

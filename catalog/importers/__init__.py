@@ -1,7 +1,7 @@
 """Importers: Civitai dumps and API, local folders, Hugging Face repositories."""
 from __future__ import annotations
 
-TOKEN_MASK = "***"  # as components.redact masks secrets
+from ground.redact import MASK as TOKEN_MASK  # the same mask as every other redaction
 
 
 def without_token(text: str, token: str) -> str:

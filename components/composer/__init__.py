@@ -9,9 +9,9 @@ from components.composer.llm import LLMComposer
 from components.composer.offline import OfflineComposer
 from components.composer.options import ComposeOptions, Composer
 from components.composer.segment import Segment, segment
-from components.types import Candidate, Composition, StylusError
-
-COMPOSERS = ("offline", "llm")
+from components.types import Candidate, Composition
+from ground.choices import COMPOSERS
+from ground.errors import StylusError
 
 
 def get_composer(name: str) -> Composer:

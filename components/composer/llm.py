@@ -19,8 +19,9 @@ from components.concepts import PromptContext
 from components.refiner.purpose import purpose_of
 from components.composer.options import MAX_PROMPT_CHARS, ComposeOptions
 from components.composer.segment import segment
-from components.redact import redact
-from components.types import Candidate, Composition, StylusError, Topic, TopicAdapter
+from components.types import Candidate, Composition, Topic, TopicAdapter
+from ground.errors import StylusError
+from ground.redact import redact
 
 SYSTEM_PROMPT = """You compose LoRA adapters for a Stable Diffusion prompt.
 Split the prompt into keyword topics (noun phrases with their adjectives, actions, styles) using

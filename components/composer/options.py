@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from catalog.settings import CHARACTER_POLICIES
 from components.types import Candidate, Composition, StylusError
+from ground.choices import CHARACTER_POLICIES
 
 MAX_PROMPT_CHARS = 4000  # longer prompts are cut (with a notice); CLIP reads 77 tokens anyway
 MAX_TOPICS = 32

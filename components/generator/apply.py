@@ -24,7 +24,7 @@ from typing import Iterator
 
 import torch
 
-ADAPTER_MODES = ("fused", "unfused")
+from ground.choices import ADAPTER_MODES
 _SNAPSHOT_ATTR = "_stylus_base_snapshot"
 
 

@@ -13,8 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from components.limits import check_request
 from components.types import GenerationRequest, StylusError, Variant
-
-MODES = ("txt2img", "img2img", "inpaint")  # the numeric limits live in components.limits
+from ground.choices import MODES  # the numeric limits live in components.limits
 
 
 DEFAULT_MAX_PIXELS = 4096 * 4096

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from catalog.card import AdapterCard, slug
-from components.atomic_files import write_text
+from ground.atomic_files import write_text
+from ground.choices import MODES
 
 from .metadata import lora_aliases, parse_parameters
 
@@ -88,8 +89,8 @@ def comfy_workflow(parameters: str, files: ComfyFiles) -> dict[str, dict[str, An
     if size is None:
         raise ValueError(f"Size {p['Size']!r} is not WIDTHxHEIGHT")
     mode = str(p.get("Stylus mode", "txt2img"))
-    if mode not in ("txt2img", "img2img", "inpaint"):
-        raise ValueError(f"Stylus mode {mode!r} is not one of txt2img, img2img, inpaint")
+    if mode not in MODES:
+        raise ValueError(f"Stylus mode {mode!r} is not one of {', '.join(MODES)}")
 
     nodes: dict[str, dict[str, Any]] = {}
 

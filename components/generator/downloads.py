@@ -36,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from catalog.lora_file import sha256_file
+from ground.errors import StylusError
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _MAX_REDIRECTS = 5
@@ -46,7 +47,7 @@ _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _HTML = "an HTML page (a login page?) came instead of the file"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StylusError, RuntimeError):
     """The file could not be fetched or verified; the message says which URL and why."""
 
 

@@ -18,11 +18,12 @@ import torch
 from catalog.lora_file import (PICKLE_SUFFIXES, SafetensorsHeader, base_family, detect_adapter_type,
                                detect_base_model, input_width, read_prefix, safetensors_data_start,
                                unloadable_reason)
+from ground.errors import StylusError
 
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(StylusError, ValueError):
     """The file cannot be used as an SD-1.5 LoRA; the message says why."""
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from catalog.card import slug
-from components.atomic_files import atomic_path
+from ground.atomic_files import atomic_path
 
 # A1111's own pattern for "key: value" pairs (values may be double-quoted), plus the raw JSON
 # objects and lists A1111 writes for dict/list values (``Hashes``, ``Civitai resources``), which

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from components.types import GenerationResult
-from components.atomic_files import atomic_path, write_text
+from ground.atomic_files import atomic_path, write_text
 
 from .comfy import ComfyFiles, save_workflow
 from .grid import result_grid

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from components.atomic_files import atomic_path
+from ground.atomic_files import atomic_path
 
 STANDIN_RANK = 4
 STANDIN_VERSION = "1"  # part of the file name: a recipe change gives new files

@@ -26,7 +26,7 @@ import numpy as np
 
 from catalog.settings import Settings
 from catalog.starter import STARTER_VECTORS_PATH
-from components.atomic_files import write_text
+from ground.atomic_files import write_text
 from components.encoder import Embedder
 from components.index.documents import INDEX_FORMAT, CardFacts, card_documents
 from components.index.lexical import SparseBM25

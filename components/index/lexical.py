@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from components.atomic_files import atomic_path
+from ground.atomic_files import atomic_path
 
 K1, B = 1.2, 0.75  # Lucene defaults; k1/b variations moved dev recall by under 0.005
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog.settings import Settings
-from components.types import StylusError
+from ground.errors import StylusError
 
 MAX_BATCH = 5000  # chromadb accepts at most 5,461 records per add
 

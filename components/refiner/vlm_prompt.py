@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.card import CATEGORIES, AdapterCard
+from ground.errors import StylusError
 
 PROMPT_VERSION = "vlm-1"  # part of the cache key: change it when the prompt changes
 MAX_DESCRIPTION_CHARS = 1500  # author description sent to the model
@@ -78,7 +79,7 @@ class VlmAnswer(BaseModel):
         return out
 
 
-class AnswerError(ValueError):
+class AnswerError(StylusError, ValueError):
     """The model's answer is not a valid VlmAnswer; the message says what is wrong."""
 
 

@@ -32,15 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
-    from catalog.settings import SettingsError
-    from catalog.store import CatalogError
-    from components.types import StylusError
+    from ground.errors import StylusError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, CatalogError, StylusError, FileNotFoundError, ValueError) as exc:
+    except (StylusError, FileNotFoundError, ValueError) as exc:  # StylusError: catalog, settings, method
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     """The settings, their tokens registered for redaction (:func:`redact_output`)."""
-    from components.redact import register_secrets
+    from ground.redact import register_secrets
     settings = Settings.from_env(catalog_dir=getattr(args, "catalog", None), **overrides)
     register_secrets(settings.secrets())
     return settings
@@ -25,9 +25,9 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def redact_output() -> None:
     """Everything the process prints from here on (stdout, stderr, log lines, tracebacks) passes
-    through :func:`components.redact.redact`, with the tokens and keys of the environment
+    through :func:`ground.redact.redact`, with the tokens and keys of the environment
     registered; a command registers the ones it was given by flag (see :func:`secret_arg`)."""
-    from components.redact import RedactingStream, environment_secrets, install_log_redaction, register_secrets
+    from ground.redact import RedactingStream, environment_secrets, install_log_redaction, register_secrets
     register_secrets(environment_secrets())
     install_log_redaction()
     if not isinstance(sys.stdout, RedactingStream):
@@ -38,7 +38,7 @@ def redact_output() -> None:
 
 def secret_arg(value: str | None) -> str | None:
     """A token or key given on the command line, registered so that no output shows it."""
-    from components.redact import register_secrets
+    from ground.redact import register_secrets
     register_secrets([value] if value else [])
     return value
 

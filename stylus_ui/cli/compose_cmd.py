@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from catalog.settings import CHARACTER_POLICIES
+from ground.choices import CHARACTER_POLICIES, COMPOSERS
 from stylus_ui.cli.common import add_common, add_prompt_or_queries, print_json, read_queries, settings_from_args
 
 
@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Split a prompt into keyword topics and assign each the adapters "
                                    "that fit it (retrieval, then the offline or LLM composer).")
     add_prompt_or_queries(p)
-    p.add_argument("--composer", choices=("offline", "llm"), default=None,
+    p.add_argument("--composer", choices=COMPOSERS, default=None,
                    help="offline (default, deterministic) or llm (litellm; needs --model)")
     p.add_argument("--model", default=None, help="litellm model string, e.g. openai/gpt-4o-mini")
     p.add_argument("--top-k", type=int, default=None, help="adapters per topic (default 3)")
@@ -43,7 +43,7 @@ def record(query: str, comp, retrieval) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from components import limits
     from components.engine import StylusEngine
-    from components.types import StylusError
+    from ground.errors import StylusError
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")

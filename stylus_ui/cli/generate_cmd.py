@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ground.choices import DEFAULT_MASK_STRATEGY, MASK_STRATEGIES, MODES, SCHEDULERS
 from stylus_ui.cli.common import add_common, settings_from_args
 
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "grid, one PNG per image (A1111 'parameters' metadata) and a "
                                    "JSON summary.")
     p.add_argument("prompt")
-    p.add_argument("--mode", choices=("txt2img", "img2img", "inpaint"), default="txt2img")
+    p.add_argument("--mode", choices=MODES, default="txt2img")
     p.add_argument("--image", metavar="FILE", help="init image (img2img, inpaint)")
     p.add_argument("--mask", metavar="FILE", help="mask image, white = repaint (inpaint)")
     p.add_argument("--strength", type=float, default=0.75, help="img2img/inpaint strength (0, 1]")
@@ -26,14 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="width = height (default 512; 64 on the preview model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--masks", dest="mask_strategy", default="one_hot_loras",
-                   choices=("all", "one_hot_loras", "one_hot_concepts"))
+    p.add_argument("--masks", dest="mask_strategy", default=DEFAULT_MASK_STRATEGY, choices=MASK_STRATEGIES)
     p.add_argument("--no-baseline", action="store_true", help="skip the image without adapters")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: output_dir/<time>)")
     p.add_argument("--model", metavar="ID_OR_PATH", default=None,
                    help="hub id, diffusers folder, .safetensors checkpoint, random:sd15-full; "
                         "empty = untrained preview model")
-    p.add_argument("--scheduler", choices=("euler", "ddim", "dpm"), default=None)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None)
     p.add_argument("--comfy-workflow", action="store_true",
                    help="also write each variant's ComfyUI workflow (API format) beside its PNG, "
                         "as <png name>.comfyui.json")

@@ -66,7 +66,7 @@ def _offline(args: argparse.Namespace, store) -> int:
     try:
         from components.refiner.offline import refine_store
     except ImportError as exc:
-        from components.types import StylusError
+        from ground.errors import StylusError
         raise StylusError(f"the offline refiner is not available ({exc}); use --vlm MODEL") from None
 
     report = refine_store(store, limit=args.limit, progress=not args.no_progress)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from catalog.settings import CHARACTER_POLICIES
+from ground.choices import CHARACTER_POLICIES
 from stylus_ui.cli.common import add_common, add_prompt_or_queries, print_json, read_queries, settings_from_args
 
 
@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     from catalog.starter import open_catalog
     from components import limits
     from components.retriever import Retriever
-    from components.types import StylusError
+    from ground.errors import StylusError
 
     if (args.prompt is None) == (args.queries is None):
         raise StylusError("give either a PROMPT or --queries FILE.jsonl")

@@ -14,9 +14,10 @@ import gradio as gr
 
 from components.limits import check_request, check_variants
 from components.types import GenerationRequest
+from ground.choices import MASK_STRATEGIES
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
-from stylus_ui.web.generation import GPU, SELECT, SELECT_CONCURRENCY, STRATEGIES, cancellable, defaults_for
+from stylus_ui.web.generation import GPU, SELECT, SELECT_CONCURRENCY, cancellable, defaults_for
 from stylus_ui.web.images import save_png
 
 DEFAULT_GUIDANCE: float = GenerationRequest.guidance
@@ -94,8 +95,8 @@ def _mapping_rows(mapping: Any) -> list[dict[str, Any]]:
 
 
 def _strategy(mask_strategy: str | None) -> str:
-    if mask_strategy and mask_strategy not in STRATEGIES:
-        raise gr.Error(f"mask_strategy {mask_strategy!r} is not known; use one of {', '.join(STRATEGIES)}")
+    if mask_strategy and mask_strategy not in MASK_STRATEGIES:
+        raise gr.Error(f"mask_strategy {mask_strategy!r} is not known; use one of {', '.join(MASK_STRATEGIES)}")
     return mask_strategy or DEFAULT_STRATEGY
 
 

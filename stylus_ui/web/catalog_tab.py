@@ -323,7 +323,7 @@ def on_import_api(engine, token: str, query: str, limit: float | None, session: 
     if not 1 <= float(limit) <= MAX_API_IMPORT:
         raise gr.Error(f"At most {limit:g} models is not allowed; use 1 to {MAX_API_IMPORT}.",
                        print_exception=False)
-    from components.redact import secrets_registered
+    from ground.redact import secrets_registered
     with secrets_registered([token or ""]):  # a 401 body or a log line that echoes it is redacted
         progress(0, desc="importing from the Civitai API")
         return _report_md(engine.import_civitai_api(token=token or "", query=query or "", limit=int(limit)))

@@ -1,10 +1,11 @@
 """The one place where domain errors become user-facing ``gr.Error`` messages.
 
-Callbacks are wrapped with :func:`user_errors`: a ``StylusError``, ``CatalogError`` or
-``SettingsError`` (and input errors such as ``ValueError``) turn into a readable message; any
-other exception is logged with its traceback on the server and shown as a one-line message,
-never as a stack trace. A user's mistake writes one line to the server log, no traceback (Gradio
-prints one for every ``gr.Error`` unless told not to); only real faults log a traceback.
+Callbacks are wrapped with :func:`user_errors`: a ``StylusError`` (the one root of the catalog's,
+the settings' and the method's errors, ground/errors.py) and input errors such as ``ValueError``
+turn into a readable message; any other exception is logged with its traceback on the server and
+shown as a one-line message, never as a stack trace. A user's mistake writes one line to the
+server log, no traceback (Gradio prints one for every ``gr.Error`` unless told not to); only real
+faults log a traceback.
 """
 from __future__ import annotations
 
@@ -15,14 +16,12 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from ground.errors import StylusError
+
 log = logging.getLogger("stylus.web")
 
 
-def _domain_errors() -> tuple[type[BaseException], ...]:
-    from catalog.settings import SettingsError
-    from catalog.store import CatalogError
-    from components.types import StylusError
-    return (StylusError, CatalogError, SettingsError, ValueError, FileNotFoundError, PermissionError)
+DOMAIN_ERRORS: tuple[type[BaseException], ...] = (StylusError, ValueError, FileNotFoundError, PermissionError)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,7 +38,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise gr.Error(exc.message, duration=exc.duration, visible=exc.visible, title=exc.title,
                            print_exception=False) from None
-        except _domain_errors() as exc:
+        except DOMAIN_ERRORS as exc:
             log.info("%s: refused: %s", name, _message(exc))
             raise gr.Error(_message(exc), title="Cannot do that", print_exception=False) from None
         except Exception as exc:  # unexpected: full trace in the server log, one line in the page
@@ -65,7 +64,7 @@ def _keep_injected_hints(fn: Callable[..., Any], wrapper: Callable[..., Any]) ->
 
 
 def _message(exc: BaseException) -> str:
-    from components.redact import redact
+    from ground.redact import redact
     text = redact(exc.message if isinstance(exc, gr.Error) else str(exc)).strip() or type(exc).__name__
     first = text.splitlines()[0]
     return first[:500]

@@ -15,18 +15,18 @@ import uuid
 from dataclasses import dataclass
 from functools import partial, wraps
 from pathlib import Path
-from typing import Any, Callable, get_args
+from typing import Any, Callable
 
 import gradio as gr
 
-from catalog.settings import CHARACTER_POLICIES
 from components import limits
-from components.atomic_files import atomic_path
 from components.generator.comfy import comfy_files, save_workflow
 from components.generator.grid import result_grid
 from components.generator.output import served_by
 from components.masks import WEIGHT_RULE, repeated_masks_notice
-from components.types import GenerationRequest, MaskStrategy
+from components.types import GenerationRequest
+from ground.atomic_files import atomic_path
+from ground.choices import CHARACTER_POLICIES, COMPOSERS, DEFAULT_MASK_STRATEGY, MASK_STRATEGIES
 from stylus_ui.web import render
 from stylus_ui.web.errors import shown_near, user_errors
 from stylus_ui.web.images import save_png
@@ -36,8 +36,6 @@ MAPPING_HEADERS = ["keyword", "adapter id", "name", "recommended weight", "appli
 MAPPING_WIDTHS = ["18%", "18%", "28%", "18%", "18%"]
 EMPTY_MAPPING_RULE = "an empty mapping: Generate selects adapters first"
 MAX_CARDS_SHOWN = 24
-STRATEGIES = list(get_args(MaskStrategy))
-COMPOSERS = ["offline", "llm"]
 GPU = "gpu"  # one concurrency group for everything that runs the diffusion pipeline
 RETRIEVAL = "retrieval"  # catalog writes: an edit re-indexes
 # Selects (retrieve + compose) have their own group: a compose may wait on an LLM (at most
@@ -92,7 +90,7 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
         with gr.Row():
             n = gr.Slider(limits.NUM_IMAGES.low, limits.NUM_IMAGES.high, value=d.num_images, step=1,
                           label="Variants")
-            strategy = gr.Dropdown(STRATEGIES, value="one_hot_loras", label="Mask strategy")
+            strategy = gr.Dropdown(list(MASK_STRATEGIES), value=DEFAULT_MASK_STRATEGY, label="Mask strategy")
             debias = gr.Textbox(label="Debias (appended to every prompt)", placeholder="e.g. realistic, best quality",
                                 max_length=limits.DEBIAS.most)
         with gr.Row():
@@ -100,7 +98,7 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
             height = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.size, step=limits.SIDE.step,
                                label="Height")
         with gr.Row():
-            composer = gr.Radio(COMPOSERS, value=s.composer, label="Composer")
+            composer = gr.Radio(list(COMPOSERS), value=s.composer, label="Composer")
             llm_model = gr.Textbox(value=s.llm_model, label="LLM model (litellm name)",
                                    placeholder="e.g. openai/gpt-4o-mini")
         with gr.Row():

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from components.atomic_files import atomic_path
+from ground.atomic_files import atomic_path
 
 
 def save_png(item, out_dir: Path) -> str:

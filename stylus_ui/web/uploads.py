@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from components.types import StylusError
+from ground.errors import StylusError
 
 C = TypeVar("C", gr.Image, gr.ImageEditor)
 
