@@ -293,34 +293,12 @@ class StylusEngine:
     def search_cards(self, text: str = "", base_model: str = "", category: str = "",
                      flags: list[str] | None = None, status: str = "all",
                      limit: int = 200) -> list[AdapterCard]:
-        """Cards matching a name/tag/trigger/id substring and filters, most downloaded first.
-
-        ``flags`` from ``CARD_FLAGS``; ``status`` is "all", "active" or "blocked"."""
-        flags = list(flags or [])
-        bad = [f for f in flags if f not in CARD_FLAGS]
-        if bad or status not in CARD_STATUSES:
-            raise StylusError(f"filter {bad or status!r} is not known; flags: {', '.join(CARD_FLAGS)}; "
-                              f"status: {', '.join(CARD_STATUSES)}")
-        where, params = [], []
-        if base_model:
-            where.append("base_model=?")
-            params.append(base_model)
-        if status != "all":
-            where.append("blocked=?")
-            params.append(int(status == "blocked"))
-        needle = (text or "").strip().lower()
-        out = []
-        for card in self.store.iter_cards(" AND ".join(where), tuple(params), order="download_count DESC, id"):
-            if needle and needle not in _card_haystack(card):
-                continue
-            if category and card.effective_category() != category:
-                continue
-            if not all(_FLAG_TESTS[f](card) for f in flags):
-                continue
-            out.append(card)
-            if len(out) >= limit:
-                break
-        return out
+        """Cards matching a name/tag/trigger/id substring and filters, most downloaded first
+        (``catalog.search.CardQuery``: ``flags`` from ``CARD_FLAGS``; ``status`` all, active or blocked)."""
+        from catalog.search import CardQuery, search_cards
+        query = CardQuery(text=text or "", base_model=base_model, category=category, flags=tuple(flags or ()),
+                          status=status, limit=limit)
+        return search_cards(self.store, query)
 
     def edit_card(self, card_id: str, editor: str = "web", **changes: Any) -> AdapterCard:
         """Curator edits (fields of ``catalog.card.Curation``); the index follows on next use."""
@@ -395,17 +373,6 @@ class StylusEngine:
                 "preview_model": not self.settings.model}
 
 
-CARD_FLAGS = ("nsfw", "character", "real person", "refined", "not loadable")
-CARD_STATUSES = ("all", "active", "blocked")
-_FLAG_TESTS = {
-    "nsfw": lambda c: c.effective_nsfw(),
-    "character": lambda c: c.is_character(),
-    "real person": lambda c: c.effective_real_person(),
-    "refined": lambda c: bool(c.refined.refiner),
-    "not loadable": lambda c: not c.is_loadable(),
-}
-
-
 def _row_weight(row: int, name: str, value: Any, hint: str = "") -> float:
     """A weight cell of an edited mapping (a number, or text from the UI's table), checked against
     the catalog's weight range; the message names the row and the column."""
@@ -419,6 +386,3 @@ def _row_weight(row: int, name: str, value: Any, hint: str = "") -> float:
     return weight
 
 
-def _card_haystack(card: AdapterCard) -> str:
-    return " ".join([card.id, card.name, card.creator, *card.effective_tags(),
-                     *card.effective_trigger_words()]).lower()

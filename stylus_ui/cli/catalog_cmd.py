@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = csub.add_parser("list", help="list cards")
     q.add_argument("--base-model", default=None)
     q.add_argument("--blocked", action="store_true", help="only blocked cards")
-    q.add_argument("--search", default=None, help="substring of the name")
+    q.add_argument("--search", default=None, help="substring of the id, name, creator, tags or trigger words")
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--json", action="store_true")
     add_common(q)
@@ -183,17 +183,11 @@ def _build_starter(args):
 
 
 def _list(args):
-    where, params = [], []
-    if args.base_model:
-        where.append("base_model=?")
-        params.append(args.base_model)
-    if args.blocked:
-        where.append("blocked=1")
-    if args.search:
-        where.append("name LIKE ?")
-        params.append(f"%{args.search}%")
+    from catalog.search import CardQuery, search_cards
+    query = CardQuery(text=args.search or "", base_model=args.base_model or "",
+                      status="blocked" if args.blocked else "all", limit=None)
     with _open(args) as store:
-        cards = list(store.iter_cards(" AND ".join(where), tuple(params), order="download_count DESC, id"))
+        cards = search_cards(store, query)
     rows = cards[: args.limit]
     if args.json:
         print_json([{"id": c.id, "name": c.name, "base_model": c.base_model, "type": c.adapter_type,

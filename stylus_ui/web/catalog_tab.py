@@ -11,14 +11,14 @@ import gradio as gr
 
 from catalog.card import BRINGS, CATEGORIES, PURPOSE_KINDS
 from catalog.safety import RATINGS
+from catalog.search import CARD_FLAGS, CARD_STATUSES
 from components.refiner.purpose import purpose_of
 from stylus_ui.web import auth, render
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import RETRIEVAL
 
 RESULT_HEADERS = ["id", "name", "base model", "type", "category", "downloads", "blocked"]
-FLAGS = ["nsfw", "character", "real person", "refined", "not loadable"]
-STATUSES = ["all", "active", "blocked"]
+FLAGS, STATUSES = list(CARD_FLAGS), list(CARD_STATUSES)
 ANY = "any"
 SCREEN = "(screen)"  # rating choice: no curator rating, the content screen decides
 MAX_API_IMPORT = 5000  # models per Civitai API import started from the web app
