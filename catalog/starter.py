@@ -2,10 +2,10 @@
 
 ``catalog/starter_catalog.jsonl.gz`` holds facts-only cards of the most-downloaded SFW SD 1.5
 adapters with template/refiner descriptions (no author text); ``catalog/starter_vectors.bin.gz``
-their MiniLM vectors (components/index/shipped.py), so that a new catalog's index embeds
-nothing. Rebuild both with::
+their MiniLM vectors (read by components/index/shipped.py), so that a new catalog's index
+embeds nothing. Rebuild both with the build tool (tools/build_starter.py)::
 
-    python -m stylus_ui catalog build-starter ../shared/data/civitai-loras-2023-07.jsonl.gz
+    python -m tools.build_starter ../shared/data/civitai-loras-2023-07.jsonl.gz
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from catalog.settings import Settings
 from catalog.store import CatalogError, CatalogStore
 
 STARTER_PATH = Path(__file__).resolve().parent / "starter_catalog.jsonl.gz"
-STARTER_VECTORS_PATH = STARTER_PATH.with_name("starter_vectors.bin.gz")  # written by components/index/shipped.py
+STARTER_VECTORS_PATH = STARTER_PATH.with_name("starter_vectors.bin.gz")  # written by tools/starter_vectors.py
 SEEDED_KEY = "starter_seeded"
 
 
@@ -69,13 +69,13 @@ def seed_if_empty(store: CatalogStore, path: Path = STARTER_PATH) -> int:
         return 0
     if not path.is_file():
         _stderr(f"stylus: no starter catalog at {path}; the catalog starts empty "
-                f"(build it with: python -m stylus_ui catalog build-starter DUMP)")
+                f"(build it with: python -m tools.build_starter DUMP)")
         return 0
     cards = load_starter_cards(path)
     digest = sha256_file(path)[:16].lower()
     with store.transaction() as tx:
-        if tx.execute("SELECT COUNT(*) FROM cards").fetchone()[0]:
-            return 0  # another process seeded it meanwhile
+        if len(store):  # counted inside the transaction: another process may have seeded it meanwhile
+            return 0
         for card in cards:
             store.upsert(card, tx)
             store.set_refined(card.id, card.refined, tx)

@@ -9,17 +9,24 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from catalog.card import MAX_WEIGHT, MIN_WEIGHT
 from catalog.settings import Settings
 from catalog.card import AdapterCard
-from catalog.store import CatalogStore, ImportReport
-from ground.choices import DEFAULT_MASK_STRATEGY, MaskStrategy
+from catalog.service import CatalogService
+from catalog.store import CatalogStore
+from ground.choices import CHARACTER_POLICIES, COMPOSERS, DEFAULT_MASK_STRATEGY, MaskStrategy
 from ground.errors import StylusError
 
-from .limits import ADAPTERS_PER_TOPIC, MAPPING_ROWS, PROMPT, TOP_K, check_selection
-from .types import Composition, GenerationRequest, GenerationResult, RetrievalResult, Topic, TopicAdapter, Variant
+from .limits import ADAPTERS_PER_TOPIC, MAPPING_ROWS, PROMPT, TOP_K, check_request, check_selection
+from .types import (Composition, GenerationRequest, GenerationResult, RetrievalResult, SelectRequest, Selection,
+                    Topic, TopicAdapter, Variant, split_keywords)
+
+if TYPE_CHECKING:  # results of the index and refiner section, imported where they are made
+    from .index.card_index import RankedCard
+    from .refiner.offline import RefineReport as OfflineRefineReport
+    from .refiner.vlm import RefineReport as VlmRefineReport
 
 
 WARM_UP_PROMPT = "a castle on a hill at dusk, watercolor"  # one select at start-up loads what selects use
@@ -155,8 +162,36 @@ class StylusEngine:
             observer(done, total)
 
     # ---- the method ---------------------------------------------------------------
+    def select(self, request: SelectRequest | str, **options: Any) -> Selection:
+        """The "Select adapters" step: check the request once, retrieve, compose.
+
+        ``engine.select("a castle", top_k=50)`` is short for ``engine.select(SelectRequest("a castle",
+        top_k=50))``. The selection carries the request as checked (defaults filled in)."""
+        if isinstance(request, str):
+            request = SelectRequest(request, **options)
+        elif options:
+            raise TypeError("pass options either in the SelectRequest or as keywords with a prompt, not both")
+        request = self.checked_select(request)
+        retrieval = self.retrieve(request.prompt, top_k=request.top_k, characters=request.characters)
+        composition = self.compose(request.prompt, retrieval, composer=request.composer,
+                                   llm_model=request.llm_model, adapters_per_topic=request.adapters_per_topic,
+                                   temperature=request.temperature, characters=request.characters)
+        return Selection(request=request, retrieval=retrieval, composition=composition)
+
+    def checked_select(self, request: SelectRequest) -> SelectRequest:
+        """``request`` with its limits and choices checked (each message names the value) and every
+        absent option replaced by its setting."""
+        top_k, per_topic = check_selection(request.prompt, request.top_k, request.adapters_per_topic)
+        s = self.settings
+        composer = _choice("composer", request.composer, COMPOSERS) or s.composer
+        characters = _choice("characters", request.characters, CHARACTER_POLICIES) or s.characters
+        return replace(request, top_k=s.top_k if top_k is None else top_k, composer=composer,
+                       llm_model=request.llm_model or s.llm_model, characters=characters,
+                       adapters_per_topic=s.adapters_per_topic if per_topic is None else per_topic)
+
     def retrieve(self, prompt: str, top_k: int | None = None, characters: str | None = None) -> RetrievalResult:
-        """``characters``: named | all | none for this call (default: the setting)."""
+        """The first step of :meth:`select` alone (the CLI's evaluation files use it line by line).
+        ``characters``: named | all | none for this call (default: the setting)."""
         top_k = TOP_K.check_or("top_k", top_k, self.settings.top_k)  # before the index is built
         retriever = self.retriever
         filters = None
@@ -185,6 +220,7 @@ class StylusEngine:
     def compose(self, prompt: str, retrieval: RetrievalResult, *, composer: str | None = None,
                 llm_model: str | None = None, adapters_per_topic: int | None = None,
                 temperature: float = 0.0, characters: str | None = None) -> Composition:
+        """The second step of :meth:`select` alone, on candidates already retrieved."""
         from .composer import ComposeOptions, compose
         options = ComposeOptions(
             composer=composer or self.settings.composer,
@@ -200,13 +236,6 @@ class StylusEngine:
         comp.notices = [redact(n) for n in comp.notices]  # a provider error may echo the key
         return comp
 
-    def select(self, prompt: str, **options: Any) -> tuple[RetrievalResult, Composition]:
-        """Retrieve then compose: the "Select adapters" step; the limits are checked first."""
-        top_k, options["adapters_per_topic"] = check_selection(prompt, options.pop("top_k", None),
-                                                               options.get("adapters_per_topic"))
-        retrieval = self.retrieve(prompt, top_k=top_k, characters=options.get("characters"))
-        return retrieval, self.compose(prompt, retrieval, **options)
-
     def variants(self, composition: Composition, n: int, strategy: MaskStrategy = DEFAULT_MASK_STRATEGY,
                  seed: int = 0, debias: str = "") -> list[Variant]:
         """``n`` masked variants; ``n``, ``seed`` and ``debias`` are checked (components.limits)
@@ -215,30 +244,53 @@ class StylusEngine:
         return sample_variants(composition, n=n, strategy=strategy, seed=seed,
                                base_weight=self.settings.base_weight, debias=debias)
 
+    def generation_defaults(self) -> GenerationRequest:
+        """The request a front end starts from (widget values, absent API arguments): the preview
+        model draws small and few steps (noise either way: keep it quick), a real model 512 px."""
+        if not self.settings.model:
+            return GenerationRequest(prompt="", steps=12, width=128, height=128)
+        return GenerationRequest(prompt="", steps=25, width=512, height=512)
+
+    def generation_request(self, prompt: str, composition: Composition | None = None,
+                           **given: Any) -> GenerationRequest:
+        """The one way a front end builds a :class:`GenerationRequest`: ``given`` fields (``None``:
+        absent) over :meth:`generation_defaults`, the texts and numbers checked against
+        components.limits at once, before a select or any other work (an image is checked where it
+        is decoded)."""
+        values = {k: v for k, v in given.items() if v is not None}
+        return check_request(replace(self.generation_defaults(), prompt=prompt, composition=composition, **values))
+
     def generate(self, request: GenerationRequest,
                  progress: Callable[[int, int], None] | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
-        """``cancel``: an event another thread sets to stop the request (at the next denoising
-        step); the request also stops when it runs past ``generation_timeout_s``."""
+        """Draw the request's variants and generate them. The composition is checked against the
+        catalog once (one read of its cards), and the cards travel with the variants to the
+        generator (here or on a worker) and back on the result (``result.cards``).
+
+        ``cancel``: an event another thread sets to stop the request (at the next denoising step);
+        the request also stops when it runs past ``generation_timeout_s``."""
         timings: dict[str, float] = {}
         comp = request.composition
+        cards: dict[str, AdapterCard] = {}
         variants = None
         if comp is not None:
-            self.validate_composition(comp)
+            cards = self.validate_composition(comp)
             t0 = time.perf_counter()
             variants = self.variants(comp, request.num_images, request.mask_strategy, request.seed,
                                      request.debias)
             timings["masks"] = time.perf_counter() - t0
-        result = self.generator.generate(request, variants=variants, cards=self._cards_for(comp),
-                                         progress=progress, cancel=cancel)
+        result = self.generator.generate(request, variants=variants, cards=cards, progress=progress, cancel=cancel)
         result.timings = {**timings, **result.timings}
+        result.cards = cards
         return result
 
     # ---- editing a composition ------------------------------------------------------
-    def validate_composition(self, comp: Composition) -> None:
-        """Every adapter must exist, be loadable and have a weight in [-2, 2]; each at most once."""
+    def validate_composition(self, comp: Composition,
+                             cards: dict[str, AdapterCard] | None = None) -> dict[str, AdapterCard]:
+        """Every adapter must exist, be loadable and have a weight in [-2, 2]; each at most once.
+        Returns the composition's cards (read from the catalog unless ``cards`` holds them)."""
         seen: set[str] = set()
-        found = self.store.get_many(comp.adapter_ids())
+        found = self.store.get_many(comp.adapter_ids()) if cards is None else cards
         for topic in comp.topics:
             for a in topic.adapters:
                 if a.card_id not in found:
@@ -252,10 +304,12 @@ class StylusEngine:
                                       f"[{MIN_WEIGHT}, {MAX_WEIGHT}]")
                 if found[a.card_id].blocked:
                     raise StylusError(f"adapter {a.card_id!r} is blocked in the catalog")
+        return {card_id: found[card_id] for card_id in seen}
 
     def composition_from_rows(self, prompt: str, rows: list[dict[str, Any]]) -> Composition:
         """Build a composition from an edited keyword/adapter/weight table; a row's optional
-        ``applied_weight`` (number, empty or null) fixes the weight applied when it is on."""
+        ``applied_weight`` (number, empty or null) fixes the weight applied when it is on. A row's
+        ``keyword`` may join several topic keywords with ``KEYWORD_JOIN`` (" + ")."""
         PROMPT.check("prompt", prompt)
         MAPPING_ROWS.check("mapping", rows)
         topics: dict[str, Topic] = {}
@@ -272,83 +326,19 @@ class StylusEngine:
             applied = None if applied is None or not str(applied).strip() else _row_weight(
                 i, "applied weight", applied, "; leave it empty to apply the recommended weight by the rule")
             card = cards[card_id]
-            topic = topics.setdefault(keyword, Topic(keywords=[k.strip() for k in keyword.split("+") if k.strip()] or [keyword]))
+            topic = topics.setdefault(keyword, Topic(keywords=split_keywords(keyword)))
             topic.adapters.append(TopicAdapter(card_id=card_id, name=card.name, weight=weight,
                                                reason="edited by user", civitai_model_id=card.civitai_model_id,
                                                lora_name=card.lora_name, applied_weight=applied))
         comp = Composition(prompt=prompt, topics=list(topics.values()), composer="user-edited")
-        self.validate_composition(comp)
+        self.validate_composition(comp, cards)
         return comp
 
     # ---- the catalog (curation tab) ------------------------------------------------
-    def catalog_stats(self) -> dict[str, Any]:
-        return self.store.stats()
-
-    def card(self, card_id: str) -> AdapterCard:
-        card_id = (card_id or "").strip()
-        if not card_id:
-            raise StylusError("no adapter id given; pick a card from the list or type its id")
-        return self.store.get(card_id)
-
-    def search_cards(self, text: str = "", base_model: str = "", category: str = "",
-                     flags: list[str] | None = None, status: str = "all",
-                     limit: int = 200) -> list[AdapterCard]:
-        """Cards matching a name/tag/trigger/id substring and filters, most downloaded first
-        (``catalog.search.CardQuery``: ``flags`` from ``CARD_FLAGS``; ``status`` all, active or blocked)."""
-        from catalog.search import CardQuery, search_cards
-        query = CardQuery(text=text or "", base_model=base_model, category=category, flags=tuple(flags or ()),
-                          status=status, limit=limit)
-        return search_cards(self.store, query)
-
-    def edit_card(self, card_id: str, editor: str = "web", **changes: Any) -> AdapterCard:
-        """Curator edits (fields of ``catalog.card.Curation``); the index follows on next use."""
-        card = self.store.edit(card_id, editor=editor, **changes)
-        self._refresh_index()
-        return card
-
-    def import_civitai_file(self, path: str) -> ImportReport:
-        from catalog.importers.civitai import import_civitai_file
-        report = import_civitai_file(self.store, path, progress=False)
-        self._refresh_index()
-        return report
-
-    def import_folder(self, folder: str) -> ImportReport:
-        """A server folder: only inside ``folder_import_roots``; with none set, only when not public."""
-        from catalog.importers.folder import allowed_roots, import_folder
-        from catalog.store import CatalogError
-        try:
-            roots = allowed_roots(self.settings)
-        except CatalogError as exc:
-            raise StylusError(str(exc)) from None
-        report = import_folder(self.store, folder, allow_pickle=self.settings.allow_pickle,
-                               roots=roots, progress=False)
-        self._refresh_index()
-        return report
-
-    def identify_folder(self, folder: str, *, base_url: str = "https://civitai.com",
-                        progress: bool = False) -> ImportReport:
-        """Identify a server folder's files by SHA256 on Civitai (catalog/importers/identify.py);
-        the same root rules as :meth:`import_folder`."""
-        from catalog.importers.folder import allowed_roots
-        from catalog.importers.identify import identify_folder
-        from catalog.store import CatalogError
-        try:
-            roots = allowed_roots(self.settings)
-        except CatalogError as exc:
-            raise StylusError(str(exc)) from None
-        report = identify_folder(self.store, folder, base_url=base_url, token=self.settings.civitai_token,
-                                 allow_pickle=self.settings.allow_pickle, roots=roots, progress=progress)
-        self._refresh_index()
-        return report
-
-    def import_civitai_api(self, token: str = "", query: str = "", limit: int | None = 100,
-                           base_url: str = "https://civitai.com") -> ImportReport:
-        from catalog.importers.civitai_api import import_civitai_api
-        report = import_civitai_api(self.store, base_url=base_url, token=token or self.settings.civitai_token,
-                                    base_models=(self.settings.base_model_filter,), query=query or None,
-                                    limit=limit, progress=False)
-        self._refresh_index()
-        return report
+    @cached_property
+    def catalog(self) -> CatalogService:
+        """Search, curation, import and identify (catalog/service.py); each write refreshes the index."""
+        return self._once("catalog", lambda: CatalogService(self.store, self.settings, on_change=self._refresh_index))
 
     def reindex(self) -> str:
         """Bring the retrieval index up to date with the catalog; returns a summary line."""
@@ -365,12 +355,103 @@ class StylusEngine:
             result = refresh() if callable(refresh) else None
         return str(result) if result is not None else ""
 
-    def _cards_for(self, comp: Composition | None):
-        return self.store.get_many(comp.adapter_ids()) if comp else {}
+    # ---- index and refiner (the CLI's catalog index / refine, retrieve --queries) ----
+    def index_changes(self) -> str:
+        """Opens the retrieval index (brought up to date, as for any retrieval) and returns the
+        summary of that update when it added, updated or removed cards; "" when nothing changed."""
+        report = self.retriever.last_report
+        if report is None or not (report.added or report.updated or report.removed):
+            return ""
+        return report.summary()
+
+    def rank(self, queries: list[str], top_k: int | None = None,
+             characters: str | None = None) -> list[list[RankedCard]]:
+        """Ranking only (evaluation files): for each query, in order, its best ``top_k`` cards as id,
+        Civitai model id and fused score; no card is read from the catalog and no evidence is
+        gathered. A blank query ranks nothing. ``characters``: named | all | none (default: the setting)."""
+        from .index.card_index import RankedCard
+        top_k = TOP_K.check_or("top_k", top_k, self.settings.top_k)  # before the index is built
+        characters = _choice("characters", characters, CHARACTER_POLICIES)
+        retriever = self.retriever
+        filters = replace(retriever.filters, characters=characters) if characters else None
+        rankings: list[list[RankedCard]] = []
+        with self._index_lock:
+            behind = self._follow_catalog()  # once: every query of a file ranks against one index
+            ids, facts = retriever.ids, retriever.index.facts
+            for query in queries:
+                ranked = retriever.rank(query, top_k, filters) if query.strip() else []
+                rankings.append([RankedCard(ids[i], facts[ids[i]].civitai_model_id, score)
+                                 for i, score, _ in ranked])
+        if behind:  # a ranking has no notices: the log says the index could not follow the catalog
+            import logging
+            logging.getLogger("stylus.engine").warning("%s", "; ".join(behind))
+        return rankings
+
+    def build_index(self, rebuild: bool = False, refine: bool = True, progress: bool = False) -> list[str]:
+        """Refine offline the cards that need it (unless ``refine`` is False), then bring the
+        retrieval index up to date, re-embedding only the cards that changed; ``rebuild`` drops the
+        index (also one built with another embedding model) and embeds every card again. Returns the
+        lines to show: the refiner's summary when it refined a card, then the index's summary."""
+        from .encoder import make_embedder
+        from .index.card_index import CardIndex
+        from .index_lock import index_lock
+        from .refiner.offline import refine_store
+
+        lines = []
+        if refine:
+            report = refine_store(self.store, progress=progress)
+            if report.refined:
+                lines.append(report.summary())
+        built = self.__dict__.get("retriever")  # a retriever in use keeps its index and follows it
+        with self._index_lock, index_lock(self.settings.catalog_dir):
+            index = built.index if built is not None else CardIndex(
+                self.settings, make_embedder(self.settings), allow_other_model=rebuild)
+            result = (index.rebuild if rebuild else index.update)(self.store, progress=progress)
+            if built is not None:
+                self._catalog_version = self.store.data_version()
+                built.refresh()
+        lines.append(result.summary())
+        return lines
+
+    def refine(self, vlm: str | None = None, limit: int | None = None, concurrency: int = 4,
+               max_retries: int = 3, api_base: str | None = None, api_key: str | None = None,
+               progress: bool = False) -> OfflineRefineReport | VlmRefineReport:
+        """Write each card's refined description, category and weight. Offline (deterministic, no
+        network) when ``vlm`` is None; otherwise through the litellm model ``vlm`` ("" for the
+        ``llm_model`` setting), ``concurrency`` requests at a time and ``max_retries`` per card,
+        answers cached by card content; ``api_base`` / ``api_key`` replace the settings' for this
+        run. ``limit``: at most that many of the cards that need it, most downloaded first (the
+        model is asked about active cards only)."""
+        if limit is not None and limit < 1:
+            raise StylusError(f"limit {limit} is not allowed; use at least 1 card")
+        if vlm is None:
+            from .refiner.offline import refine_store
+            report: OfflineRefineReport | VlmRefineReport = refine_store(self.store, limit=limit, progress=progress)
+        else:
+            from ground.redact import register_secrets
+            from .refiner.vlm import VlmRefiner
+            register_secrets([api_key] if api_key else [])  # never shown, even in a provider's error
+            overrides = {k: v for k, v in (("llm_api_base", api_base), ("llm_api_key", api_key)) if v is not None}
+            refiner = VlmRefiner.from_settings(self.settings.replace(**overrides), model=vlm,
+                                               concurrency=concurrency, max_retries=max_retries)
+            cards = [c for c in self.catalog.search(status="active", limit=None) if refiner.needs_refine(c)]
+            report = refiner.refine(cards[:limit], store=self.store, progress=progress)
+        if report.refined:
+            self._refresh_index()  # a retriever in use follows the new descriptions
+        return report
 
     def status(self) -> dict[str, Any]:
         return {"settings": self.settings.public_dict(), "catalog": str(self.settings.catalog_dir),
                 "preview_model": not self.settings.model}
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """``value`` if it is one of ``allowed``; None when absent (empty); else a message naming it."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise StylusError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    return value
 
 
 def _row_weight(row: int, name: str, value: Any, hint: str = "") -> float:

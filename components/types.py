@@ -13,7 +13,22 @@ from ground.errors import StylusError
 
 # Mode, MaskStrategy and StylusError live in ground/ and are re-exported here for old imports
 __all__ = ["Candidate", "Composition", "GeneratedImage", "GenerationRequest", "GenerationResult", "MaskStrategy",
-           "Mode", "RetrievalResult", "StylusError", "Topic", "TopicAdapter", "Variant"]
+           "Mode", "RetrievalResult", "SelectRequest", "Selection", "StylusError", "Topic", "TopicAdapter", "Variant"]
+
+
+@dataclass
+class SelectRequest:
+    """A "Select adapters" request (retrieve, then compose). ``None``: the setting of the same name.
+
+    Checked once where it enters, by :meth:`components.engine.StylusEngine.select`: the limits of
+    :mod:`components.limits` and the choices of :mod:`ground.choices`, each message naming the value."""
+    prompt: str
+    top_k: int | None = None  # candidates retrieved
+    composer: str | None = None  # offline | llm
+    llm_model: str | None = None  # litellm model string, for the llm composer
+    adapters_per_topic: int | None = None
+    characters: str | None = None  # named | all | none: character adapters the selection may use
+    temperature: float = 0.0  # the llm composer's
 
 
 @dataclass
@@ -68,6 +83,19 @@ class Topic:
     keywords: list[str]
     adapters: list[TopicAdapter] = field(default_factory=list)
 
+    def label(self) -> str:
+        """The topic's keywords as one text (a mapping row's keyword cell); :func:`split_keywords`
+        reads it back."""
+        return KEYWORD_JOIN.join(self.keywords)
+
+
+KEYWORD_JOIN = " + "  # how one mapping row names a topic of several keywords
+
+
+def split_keywords(label: str) -> list[str]:
+    """A topic's keywords from its label (:meth:`Topic.label`); a label without keywords is kept whole."""
+    return [k.strip() for k in label.split(KEYWORD_JOIN.strip()) if k.strip()] or [label]
+
 
 @dataclass
 class Composition:
@@ -81,6 +109,15 @@ class Composition:
 
     def adapter_ids(self) -> list[str]:
         return [a.card_id for t in self.topics for a in t.adapters]
+
+
+@dataclass
+class Selection:
+    """What a select gives: the retrieved candidates and the composition made from them, with the
+    request as checked (every ``None`` replaced by the setting it stood for)."""
+    request: SelectRequest
+    retrieval: RetrievalResult
+    composition: Composition
 
 
 @dataclass
@@ -129,6 +166,8 @@ class GenerationResult:
     notices: list[str] = field(default_factory=list)
     model: str = ""
     preview_model: bool = False  # images come from the untrained preview model
+    # the catalog cards of the adapters the request used (card id -> card), read once by the engine
+    cards: dict[str, AdapterCard] = field(default_factory=dict)
     # served by a worker pool (components/workers): replica, node, queue_position, retries,
     # adapter_set, adapter cache hits/misses; None when generated in this process. Not in the PNG.
     worker: dict[str, Any] | None = None

@@ -27,18 +27,18 @@ def test_purpose_and_rating_edits_persist_through_the_engine(engine):
     from components.refiner.purpose import purpose_of
     from components.types import StylusError
 
-    c = engine.edit_card("test-knight", purpose={"concepts": ["plate armor", "knight"], "kind": "clothing",
+    c = engine.catalog.edit("test-knight", purpose={"concepts": ["plate armor", "knight"], "kind": "clothing",
                                                  "brings": ["man"]}, rating="suggestive")
     assert c.effective_rating() == "suggestive" and c.rating_reasons() == ["rated suggestive by a curator"]
-    again = StylusEngine(Settings(home=engine.settings.home)).card("test-knight")
+    again = StylusEngine(Settings(home=engine.settings.home)).catalog.card("test-knight")
     assert purpose_of(again).concepts == ["plate armor", "knight"] and purpose_of(again).brings == ["man"]
     assert again.curation.rating == "suggestive" and not again.effective_nsfw()
     with pytest.raises(CatalogError, match="purpose kind 'sparkly'"):
-        engine.edit_card("test-knight", purpose={"concepts": ["x"], "kind": "sparkly"})
+        engine.catalog.edit("test-knight", purpose={"concepts": ["x"], "kind": "sparkly"})
     with pytest.raises(CatalogError, match="rating 'spicy'"):
-        engine.edit_card("test-knight", rating="spicy")
+        engine.catalog.edit("test-knight", rating="spicy")
     with pytest.raises(StylusError):
-        engine.card("")
+        engine.catalog.card("")
 
 
 def test_catalog_tab_shows_and_saves_purpose_and_rating(engine):
@@ -47,7 +47,7 @@ def test_catalog_tab_shows_and_saves_purpose_and_rating(engine):
 
     detail, *form = on_open(engine, "test-knight")
     values = dict(zip(FORM_KEYS, form))
-    computed = purpose_of(engine.card("test-knight"))
+    computed = purpose_of(engine.catalog.card("test-knight"))
     assert values["concepts"] == ", ".join(computed.concepts) and values["kind"] == computed.kind
     assert values["rating"] == SCREEN and values["brings"] == list(computed.brings)
     assert "content rating: <b>sfw</b>" in detail and "purpose:" in detail
@@ -55,11 +55,11 @@ def test_catalog_tab_shows_and_saves_purpose_and_rating(engine):
     # saving the form as opened changes neither purpose nor rating
     *_, status = on_save(engine, "test-knight", *form)
     assert "purpose" not in status and "rating" not in status
-    assert engine.card("test-knight").curation.purpose is None
+    assert engine.catalog.card("test-knight").curation.purpose is None
 
     values.update(concepts="silver armor, knight,  ", kind="clothing", brings=["man", "person"], rating="explicit")
     detail, *form, status = on_save(engine, "test-knight", *[values[k] for k in FORM_KEYS])
-    c = engine.card("test-knight")
+    c = engine.catalog.card("test-knight")
     assert c.curation.purpose.concepts == ["silver armor", "knight"] and c.curation.purpose.kind == "clothing"
     assert set(c.curation.purpose.brings) == {"man", "person"}
     assert c.effective_rating() == "explicit" and c.effective_nsfw()
@@ -71,18 +71,18 @@ def test_catalog_tab_shows_and_saves_purpose_and_rating(engine):
     old = [values[k] for k in FORM_KEYS[:9]]
     old[FORM_KEYS.index("nsfw")] = True
     on_save(engine, "test-knight", *old)
-    c = engine.card("test-knight")
+    c = engine.catalog.card("test-knight")
     assert c.curation.purpose.concepts == ["silver armor", "knight"] and c.curation.rating == "explicit"
 
     # the older checkbox still works: unchecked means sfw by a curator
     old[FORM_KEYS.index("nsfw")] = False
     on_save(engine, "test-knight", *old)
-    assert engine.card("test-knight").effective_rating() == "sfw"
+    assert engine.catalog.card("test-knight").effective_rating() == "sfw"
 
     # "(screen)" hands the rating back to the content screen
     values["rating"] = SCREEN
     on_save(engine, "test-knight", *[values[k] for k in FORM_KEYS])
-    c = engine.card("test-knight")
+    c = engine.catalog.card("test-knight")
     assert c.curation.rating is None and c.curation.nsfw is None and c.effective_rating() == "sfw"
 
 
@@ -140,7 +140,7 @@ def test_catalog_stats_reports_what_the_content_screen_adds(tmp_path, capsys, mo
 def test_catalog_tab_summary_shows_the_screen_counts(engine):
     from stylus_ui.web.catalog_tab import initial_values
 
-    engine.edit_card("test-corgi", rating="explicit")
+    engine.catalog.edit("test-corgi", rating="explicit")
     _base, rows, summary = initial_values(engine)
     assert rows and "content screen: 1 explicit (not flagged by the source)" in summary
 

@@ -13,7 +13,7 @@ from tests.composer_helpers import cand, card
 def fake_retrieval(monkeypatch, tmp_path):
     cands = [cand(card("dog", "Small Dogs", weight=0.7)), cand(card("hat", "Knitted Hat"), 0.9)]
     monkeypatch.setattr(StylusEngine, "retrieve",
-                        lambda self, prompt, top_k=None: RetrievalResult(query=prompt, candidates=cands))
+                        lambda self, prompt, top_k=None, characters=None: RetrievalResult(query=prompt, candidates=cands))
     monkeypatch.setenv("STYLUS_HOME", str(tmp_path))
 
 
@@ -45,7 +45,7 @@ def test_prompt_text_output_and_bad_input(fake_retrieval, capsys, tmp_path):
 def test_characters_option_reaches_the_composer(monkeypatch, tmp_path, capsys):
     miku = cand(card("miku", "Hatsune Miku", category="character", triggers=["miku"]), examples=["twintails"])
     monkeypatch.setattr(StylusEngine, "retrieve",
-                        lambda self, prompt, top_k=None: RetrievalResult(query=prompt, candidates=[miku]))
+                        lambda self, prompt, top_k=None, characters=None: RetrievalResult(query=prompt, candidates=[miku]))
     monkeypatch.setenv("STYLUS_HOME", str(tmp_path))
     assert main(["compose", "1girl, twintails", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["topics"] == []  # default: named characters only

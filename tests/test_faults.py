@@ -185,7 +185,7 @@ def test_llm_endpoint_faults_fall_back_to_the_offline_composer(tmp_path, fault):
             base = f"http://127.0.0.1:{free_port()}/v1"
         engine = StylusEngine(Settings(home=tmp_path / "h", composer="llm", llm_model="openai/fake",
                                        llm_api_base=base, llm_api_key="sk-fault-test", llm_timeout=1.0))
-        _, comp = engine.select("a corgi astronaut on the moon")
+        comp = engine.select("a corgi astronaut on the moon").composition
     assert comp.composer == "offline (fallback from llm)"
     assert "failed" in comp.notices[0] and "used the offline composer instead" in comp.notices[0]
     assert comp.adapter_ids(), "the offline composer still composes"

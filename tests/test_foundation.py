@@ -215,3 +215,19 @@ def test_no_module_cycles():
         if back:
             cycles.append(f"{module} <-> {', '.join(back)}")
     assert not cycles, "module cycles (a package importing its own modules counts too):\n" + "\n".join(cycles)
+
+
+def test_front_ends_use_only_the_public_api_of_components():
+    """stylus_ui reaches components/ only through components.api (the engine, its typed requests
+    and results, the limits and a few presentation helpers), so the method's inside can change
+    without touching a tab or a command; and every public name there resolves."""
+    graph = _module_graph(("catalog", "components", "ground", "stylus_ui"))
+    deep = sorted(f"{module} imports {target}" for module, targets in graph.items() if module.startswith("stylus_ui")
+                  for target in targets if target.startswith("components") and target != "components.api")
+    assert not deep, "front ends must import components only through components.api:\n" + "\n".join(deep)
+    import components.api as api
+    assert sorted(api.__all__) == sorted(api._EXPORTS)
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    with pytest.raises(AttributeError, match="components.api has no 'Retriever'"):
+        getattr(api, "Retriever")

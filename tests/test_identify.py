@@ -143,15 +143,15 @@ def test_engine_identify_follows_the_folder_import_roots(tmp_path, loras, civita
     folder = loras["known_a"].parent
     public = StylusEngine(Settings(home=tmp_path / "h1", public=True))
     with pytest.raises(StylusError, match="folder import is off on a public server"):
-        public.identify_folder(str(folder), base_url=civitai.base_url)
+        public.catalog.identify_folder(str(folder), base_url=civitai.base_url)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     rooted = StylusEngine(Settings(home=tmp_path / "h2", folder_import_roots=[str(elsewhere)]))
     with pytest.raises(Exception, match="not inside an allowed import root"):
-        rooted.identify_folder(str(folder), base_url=civitai.base_url)
+        rooted.catalog.identify_folder(str(folder), base_url=civitai.base_url)
     assert civitai.requests == []
     private = StylusEngine(Settings(home=tmp_path / "h3", civitai_token=TOKEN))
-    assert private.identify_folder(str(folder), base_url=civitai.base_url).identified == 2
+    assert private.catalog.identify_folder(str(folder), base_url=civitai.base_url).identified == 2
     assert {r.headers.get("authorization") for r in civitai.requests} == {f"Bearer {TOKEN}"}
 
 

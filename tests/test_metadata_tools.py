@@ -19,7 +19,7 @@ from PIL import Image
 
 from components.generator import format_parameters, parse_parameters, save_png, save_result
 from components.generator.comfy import COMFY_SAMPLERS, comfy_files, comfy_workflow
-from components.generator.engine import checkpoint_hash
+from components.generator.generate import checkpoint_hash
 from components.generator.metadata import lora_aliases
 from components.types import Variant
 from tests.fakes.tiny_loras import write_kohya

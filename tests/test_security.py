@@ -141,12 +141,12 @@ def test_folder_import_through_engine_and_cli_respects_roots_and_public(tmp_path
     outside.mkdir()
     public = StylusEngine(Settings(home=tmp_path / "h1", public=True))
     with pytest.raises(StylusError, match="folder import is off on a public server"):
-        public.import_folder(str(inside))
+        public.catalog.import_folder(str(inside))
     rooted = StylusEngine(Settings(home=tmp_path / "h2", public=True, folder_import_roots=[str(inside)]))
-    assert rooted.import_folder(str(inside)).skipped == []
+    assert rooted.catalog.import_folder(str(inside)).skipped == []
     for folder in (outside, inside / ".." / "elsewhere"):
         with pytest.raises(Exception, match="not inside an allowed import root"):
-            rooted.import_folder(str(folder))
+            rooted.catalog.import_folder(str(folder))
 
     def cli(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "stylus_ui", "catalog", "import", "folder", str(folder)],
@@ -271,11 +271,12 @@ def test_prompt_injection_cannot_pick_ids_outside_the_candidates(tmp_path):
         settings = Settings(home=tmp_path / "h", composer="llm", llm_model="openai/fake", llm_api_base=server.base_url,
                             llm_api_key="sk-not-used-123")
         engine = StylusEngine(settings)
-        engine.edit_card("test-pixel", blocked=True)  # in the catalog, but never a candidate
+        engine.catalog.edit("test-pixel", blocked=True)  # in the catalog, but never a candidate
         answer = {"topics": [{"keywords": ["moon"], "adapters": [
             {"id": "test-moon"}, {"id": "evil-outside-id"}, {"id": "test-pixel"}, {"id": "../../etc"}]}]}
         server.default = FakeResponse(content=json.dumps(answer))
-        retrieval, comp = engine.select("an astronaut on the moon")
+        selection = engine.select("an astronaut on the moon")
+        retrieval, comp = selection.retrieval, selection.composition
         sent = server.received[0]
     ids = {c.id for c in retrieval.candidates}
     assert "test-pixel" not in ids

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog.build_starter import facts_only, template_refined
 from catalog.importers.civitai import cards_from_item
 from catalog.starter import STARTER_PATH, load_starter_cards, open_catalog, seed_if_empty
+from tools.build_starter import facts_only, template_refined
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,13 +69,13 @@ def test_facts_only_strips_author_text_and_writes_a_template():
 @pytest.mark.shared
 def test_rebuild_reproduces_the_shipped_file(shared_data, tmp_path):
     out = tmp_path / "starter.jsonl.gz"
-    done = subprocess.run([sys.executable, "-m", "stylus_ui", "catalog", "build-starter",
+    done = subprocess.run([sys.executable, "-m", "tools.build_starter",
                            str(shared_data / "civitai-loras-2023-07.jsonl.gz"), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "descriptions by offline-" in done.stdout
     assert out.read_bytes() == STARTER_PATH.read_bytes(), (
-        "the shipped starter is stale: python -m stylus_ui catalog build-starter "
+        "the shipped starter is stale: python -m tools.build_starter "
         "../shared/data/civitai-loras-2023-07.jsonl.gz")
 
 

@@ -23,9 +23,9 @@ from catalog.store import CatalogStore
 from components.encoder import make_embedder
 from components.index.card_index import CardIndex
 from components.index.documents import INDEX_FORMAT, dense_text
-from components.index.shipped import write_shipped
 from components.retriever import Retriever
 from tests.retrieval_helpers import HashEmbedder, small_catalog
+from tools.starter_vectors import write_shipped
 
 STARTER_COUNT = len(load_starter_cards())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -46,7 +46,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ---- the shipped starter vectors ----------------------------------------------------------
 def test_starter_index_embeds_nothing_and_its_vectors_are_minilms(tmp_path):
-    assert STARTER_VECTORS_PATH.is_file(), "regenerate with: python -m components.index.shipped"
+    assert STARTER_VECTORS_PATH.is_file(), "regenerate with: python -m tools.starter_vectors"
     settings, store = starter_store(tmp_path)
     embedder = make_embedder(settings)
     retriever = Retriever(settings, store, embedder=embedder)
@@ -175,9 +175,9 @@ def test_a_select_issued_while_the_warm_up_builds_the_index_waits_for_the_whole_
     assert seen[0] == (0, STARTER_COUNT, "indexing") and seen[-1] == (STARTER_COUNT, STARTER_COUNT, "indexing")
     during, after = answers["result"], engine.select(prompt)
     assert len(engine.retriever.index) == STARTER_COUNT
-    assert during[0].candidates, "the select made during the build found nothing"
-    assert [(c.card.id, round(c.score, 6)) for c in during[0].candidates] == \
-        [(c.card.id, round(c.score, 6)) for c in after[0].candidates]
+    assert during.retrieval.candidates, "the select made during the build found nothing"
+    assert [(c.card.id, round(c.score, 6)) for c in during.retrieval.candidates] == \
+        [(c.card.id, round(c.score, 6)) for c in after.retrieval.candidates]
 
 
 def wait_until_blocked_in_once(thread: threading.Thread) -> None:

@@ -207,7 +207,7 @@ def test_an_llm_answering_a_byte_at_a_time_is_cut_at_the_total_deadline(tmp_path
         engine = _llm_engine(tmp_path, server.url("/v1"), llm_timeout=5.0, llm_total_timeout_s=2.0)
         engine.retrieve("a corgi")  # the index is built before the clock starts
         t0 = time.monotonic()
-        _, comp = engine.select("a corgi astronaut on the moon")
+        comp = engine.select("a corgi astronaut on the moon").composition
         took = time.monotonic() - t0
     finally:
         server.close()
@@ -225,7 +225,7 @@ def test_a_huge_llm_answer_is_refused_unparsed(tmp_path):
     content = _answer_with_unknown_ids(20_000)  # ~900 KB: it gave one notice per unknown id
     with FakeOpenAI() as server:
         server.queue(content=content).queue(content=content)  # the first try and the retry
-        _, comp = _llm_engine(tmp_path, server.base_url).select("a corgi astronaut on the moon")
+        comp = _llm_engine(tmp_path, server.base_url).select("a corgi astronaut on the moon").composition
     assert len(comp.notices) < 30, len(comp.notices)
     assert comp.composer == "offline (fallback from llm)"
     from components.composer.llm import MAX_ANSWER_CHARS
@@ -238,7 +238,7 @@ def test_many_dropped_adapters_give_a_bounded_number_of_notices(tmp_path):
     content = _answer_with_unknown_ids(1_500)  # ~70 KB, under the size cap
     with FakeOpenAI() as server:
         server.queue(content=content)
-        _, comp = _llm_engine(tmp_path, server.base_url).select("a corgi astronaut on the moon")
+        comp = _llm_engine(tmp_path, server.base_url).select("a corgi astronaut on the moon").composition
     assert comp.composer == "llm:openai/fake"
     dropped = [n for n in comp.notices if "no-such-" in n]
     assert len(dropped) < 30, len(dropped)

@@ -160,14 +160,15 @@ def test_catalog_search_filters_and_edits_persist(tmp_path):
     home = tmp_path / "stylus"
     write_catalog(home / "catalog")
     engine = StylusEngine(Settings(home=home))
-    assert [c.id for c in engine.search_cards(text="corgi")] == ["test-corgi"]
-    assert {c.id for c in engine.search_cards(category="style")} == {"test-watercolor", "test-pixel"}
-    engine.edit_card("test-pixel", blocked=True, tags=["pixel art", "retro"])
-    assert [c.id for c in engine.search_cards(status="blocked")] == ["test-pixel"]
+    assert [c.id for c in engine.catalog.search(text="corgi")] == ["test-corgi"]
+    assert {c.id for c in engine.catalog.search(category="style")} == {"test-watercolor", "test-pixel"}
+    engine.catalog.edit("test-pixel", blocked=True, tags=["pixel art", "retro"])
+    assert [c.id for c in engine.catalog.search(status="blocked")] == ["test-pixel"]
     again = StylusEngine(Settings(home=home))
-    assert again.card("test-pixel").blocked and again.card("test-pixel").effective_tags() == ["pixel art", "retro"]
+    assert again.catalog.card("test-pixel").blocked and again.catalog.card("test-pixel").effective_tags() == [
+        "pixel art", "retro"]
     with pytest.raises(StylusError, match="filter"):
-        engine.search_cards(flags=["sparkly"])
+        engine.catalog.search(flags=["sparkly"])
 
 
 def test_folder_import_is_off_on_a_public_server_without_roots(tmp_path):
@@ -177,4 +178,4 @@ def test_folder_import_is_off_on_a_public_server_without_roots(tmp_path):
 
     engine = StylusEngine(Settings(home=tmp_path / "stylus", public=True))
     with pytest.raises(StylusError, match="folder import is off"):
-        engine.import_folder(str(tmp_path))
+        engine.catalog.import_folder(str(tmp_path))

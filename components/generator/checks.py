@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from catalog.card import MAX_WEIGHT, MIN_WEIGHT
 from components.limits import check_request
 from components.types import GenerationRequest, StylusError, Variant
 from ground.choices import MODES  # the numeric limits live in components.limits
@@ -102,6 +103,9 @@ def check_inputs(request: GenerationRequest, variants: list[Variant] | None,
     check_request(r)  # texts and numbers: the limits every entry shares
     if r.mode != "txt2img":
         _check_images(r, max_pixels, max_bytes)
+    if variants is None and r.composition is not None and r.composition.adapter_ids():
+        raise StylusError("the request has a composition but no variants: the generator applies "
+                          "variants (StylusEngine.generate draws them from the composition)")
     _check_variants(variants, cards)
     return r
 
@@ -129,5 +133,6 @@ def _check_variants(variants: list[Variant] | None, cards: dict[str, Any]) -> No
                 known = ", ".join(sorted(cards)[:10]) or "none"
                 raise StylusError(f"variant {v.index}: adapter id {card_id!r} is not in the catalog "
                                   f"(known here: {known})")
-            if not -2.0 <= float(weight) <= 2.0:
-                raise StylusError(f"variant {v.index}: weight {weight} of {card_id!r} is outside [-2, 2]")
+            if not MIN_WEIGHT <= float(weight) <= MAX_WEIGHT:
+                raise StylusError(f"variant {v.index}: weight {weight} of {card_id!r} is outside "
+                                  f"[{MIN_WEIGHT:g}, {MAX_WEIGHT:g}]")

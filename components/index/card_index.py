@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from catalog.search import CardQuery, search_cards
 from catalog.settings import Settings
 from catalog.starter import STARTER_VECTORS_PATH
 from ground.atomic_files import write_text
@@ -53,6 +54,15 @@ class IndexReport:
         reuse = f"; {self.shipped} shipped vectors, {self.embedded} texts embedded" if self.shipped else ""
         return (f"index: {self.added} added, {self.updated} updated, {self.removed} removed, "
                 f"{self.unchanged} unchanged in {self.seconds:.1f} s ({self.embedding_model}{reuse})")
+
+
+@dataclass(frozen=True)
+class RankedCard:
+    """One line of a ranking without the cards loaded (``StylusEngine.rank``): the card's id, its
+    Civitai model id (None for other sources) and its fused retrieval score."""
+    id: str
+    civitai_model_id: int | None
+    score: float
 
 
 Progress = Callable[[int, int], None]  # (cards done, cards to index) while an update runs
@@ -138,7 +148,7 @@ class CardIndex:
         start = time.perf_counter()
         report = IndexReport(embedding_model=self.embedder.name)
         hashes = store.hashes()
-        blocked = {c.id for c in store.iter_cards("blocked=1")} if hashes else set()
+        blocked = {c.id for c in search_cards(store, CardQuery(status="blocked", limit=None))} if hashes else set()
         wanted = {k: v for k, v in hashes.items() if k not in blocked}
         changed = [k for k, v in wanted.items() if self.indexed_hash.get(k) != v]
         removed = [k for k in self.indexed_hash if k not in wanted]

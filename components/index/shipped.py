@@ -8,28 +8,26 @@ and is embedded again. A shipped vector is never used for text it was not comput
 
 Format (byte-reproducible: gzip without a timestamp): one JSON header line
 ``{"embedding_model", "index_format", "dim", "dtype": "float16", "rows": [[id, text_hash], ...]}``
-then ``len(rows) * dim`` little-endian float16 values. Regenerate it with::
+then ``len(rows) * dim`` little-endian float16 values. This module reads it; the build tool
+tools/starter_vectors.py writes it (with the constants below). Regenerate it with::
 
-    python -m components.index.shipped            # from catalog/starter_catalog.jsonl.gz
-(``python -m stylus_ui catalog build-starter DUMP`` writes it too, after the starter catalog).
+    python -m tools.starter_vectors            # from catalog/starter_catalog.jsonl.gz
+(``python -m tools.build_starter DUMP`` writes it too, after the starter catalog).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from catalog.card import AdapterCard
-from components.encoder import Embedder
-from components.index.documents import INDEX_FORMAT, dense_text
+from components.index.documents import INDEX_FORMAT
 
 DTYPE = "<f2"  # float16: half the size; cosine changes by ~1e-3, far below ranking differences
+DTYPE_NAME = "float16"  # what the header's "dtype" says
 
 
 def text_hash(text: str) -> str:
@@ -61,57 +59,11 @@ def load_shipped(path: Path, embedding_model: str) -> tuple[ShippedVectors | Non
     if header.get("embedding_model") != embedding_model or header.get("index_format") != INDEX_FORMAT:
         return None, (f"shipped vectors {path.name} are for {header.get('embedding_model')!r}, index format "
                       f"{header.get('index_format')}; this index uses {embedding_model!r}, format {INDEX_FORMAT}: "
-                      f"every card is embedded (regenerate with: python -m components.index.shipped)")
+                      f"every card is embedded (regenerate with: python -m tools.starter_vectors)")
     rows, dim = header.get("rows") or [], int(header.get("dim") or 0)
-    if header.get("dtype") != "float16" or len(raw) != len(rows) * dim * 2:
+    if header.get("dtype") != DTYPE_NAME or len(raw) != len(rows) * dim * 2:
         return None, f"shipped vectors {path.name} are damaged (size does not match the header); every card is embedded"
     matrix = np.frombuffer(raw, dtype=DTYPE).reshape(len(rows), dim).astype(np.float32)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)  # unit length again after float16
     return ShippedVectors(embedding_model, {(r[0], r[1]): matrix[i] for i, r in enumerate(rows)}), ""
 
-
-def write_shipped(cards: list[AdapterCard], embedder: Embedder, path: Path) -> str:
-    """Embed the dense text of every card with ``embedder`` and write the file; returns a summary."""
-    texts = [dense_text(c) for c in cards]
-    unique = list(dict.fromkeys(texts))
-    vectors = embedder.embed(unique) if unique else np.zeros((0, 0), dtype=np.float32)
-    row = {t: i for i, t in enumerate(unique)}
-    matrix = np.asarray(vectors, dtype=np.float32)[[row[t] for t in texts]] if texts else vectors
-    header = {"embedding_model": embedder.name, "index_format": INDEX_FORMAT, "dim": int(matrix.shape[1]),
-              "dtype": "float16", "rows": [[c.id, text_hash(t)] for c, t in zip(cards, texts)]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                                       compresslevel=9, mtime=0) as gz:
-            gz.write(json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n")
-            gz.write(matrix.astype(DTYPE).tobytes())
-        os.chmod(tmp, 0o644)  # a shipped file, like the starter catalog
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return (f"wrote {len(cards)} vectors ({embedder.name}, {header['dim']}-d float16, index format {INDEX_FORMAT}) "
-            f"to {path} ({path.stat().st_size / 1e6:.2f} MB)")
-
-
-def write_starter_vectors(cards: list[AdapterCard], path: Path | None = None) -> str:
-    """The vectors of the starter catalog with the default embedding model (MiniLM), written to
-    ``path`` (default: ``catalog/starter_vectors.bin.gz``, where catalog/starter.py reads them)."""
-    from catalog.starter import STARTER_VECTORS_PATH
-    from components.encoder import MINILM, SentenceTransformerEmbedder
-
-    return write_shipped(cards, SentenceTransformerEmbedder(MINILM, device="cpu"), path or STARTER_VECTORS_PATH)
-
-
-def main() -> None:
-    """Regenerate the shipped vectors from the shipped starter catalog."""
-    from catalog.settings import quiet_environment
-    from catalog.starter import load_starter_cards
-
-    quiet_environment()
-    print(write_starter_vectors(load_starter_cards()))
-
-
-if __name__ == "__main__":
-    main()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Refined
+from catalog.search import CardQuery, search_cards
 from components.prompt_text import phrases
 from components.refiner.categories import category
 from components.refiner.purpose import TagStats, extract_purpose
@@ -183,7 +184,7 @@ def refine_store(store, limit: int | None = None, progress: bool = False) -> Ref
     """Refine every card of ``store`` that needs it and write ``card.refined`` back."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit {limit} must be at least 1")
-    cards = list(store.iter_cards(order="download_count DESC, id"))
+    cards = search_cards(store, CardQuery(limit=None))  # every card, most downloaded first
     stats = PhraseStats.from_cards(cards)
     todo = [c for c in cards if needs_refine(c)]
     if limit is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from catalog.search import CardQuery
+from catalog.service import CatalogService
 from stylus_ui.cli.common import add_common, print_json, secret_arg, settings_from_args
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--base-url", default="https://civitai.com", help="API host (default %(default)s)")
     q.add_argument("--token", default=None, help="Civitai API token (default: $STYLUS_CIVITAI_TOKEN)")
     q.add_argument("--base-model", action="append", default=None,
-                   help="base model filter, repeatable (default: SD 1.5)")
+                   help="base model filter, repeatable (default: $STYLUS_BASE_MODEL_FILTER, SD 1.5)")
     q.add_argument("--query", default=None, help="search text")
     q.add_argument("--limit", type=int, default=None, help="stop after this many models")
     q.add_argument("--restart", action="store_true", help="ignore saved progress and start from page one")
@@ -58,14 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also record .ckpt/.pt/.bin files (unsafe: pickles can run code)")
     add_common(q)
     q.set_defaults(func=_identify)
-
-    q = csub.add_parser("build-starter", help="rebuild the starter catalog shipped in catalog/ from a Civitai dump",
-                        description="Rebuild catalog/starter_catalog.jsonl.gz reproducibly: the most-downloaded "
-                                    "SFW SD 1.5 adapters, facts only, described by the offline refiner.")
-    q.add_argument("dump", help="Civitai API dump, e.g. ../shared/data/civitai-loras-2023-07.jsonl.gz")
-    q.add_argument("--out", default=None, help="output file (default: the shipped starter file)")
-    q.add_argument("-n", type=int, default=1200, help="number of adapters (default: %(default)s)")
-    q.set_defaults(func=_build_starter)
 
     q = csub.add_parser("list", help="list cards")
     q.add_argument("--base-model", default=None)
@@ -110,10 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     index_cmd.register(csub)
 
 
-def _open(args: argparse.Namespace, seed: bool = True):
-    """The catalog; imports do not seed a new one with the starter cards (the user picks the source)."""
-    from catalog.starter import open_catalog
-    return open_catalog(settings_from_args(args), seed=seed)
+def _open(args: argparse.Namespace, seed: bool = True) -> CatalogService:
+    """The catalog service; imports do not seed a new catalog with the starter cards (the user
+    picks the source). Its policies (import roots, token and pickle defaults) are the web app's."""
+    return CatalogService.open(settings_from_args(args), seed=seed)
 
 
 def _report(report) -> int:
@@ -128,66 +122,39 @@ def _report(report) -> int:
 
 
 def _import_civitai_file(args):
-    from catalog.importers.civitai import import_civitai_file
-    with _open(args, seed=False) as store:
-        return _report(import_civitai_file(store, args.path, progress=True))
+    with _open(args, seed=False) as catalog:
+        return _report(catalog.import_civitai_file(args.path, progress=True))
 
 
 def _import_civitai_api(args):
-    from catalog.importers.civitai_api import import_civitai_api
-    settings = settings_from_args(args)
-    with _open(args, seed=False) as store:
-        return _report(import_civitai_api(
-            store, base_url=args.base_url, token=secret_arg(args.token) or settings.civitai_token,
-            base_models=tuple(args.base_model or ["SD 1.5"]), query=args.query, limit=args.limit,
-            restart=args.restart, progress=True))
+    with _open(args, seed=False) as catalog:
+        return _report(catalog.import_civitai_api(
+            token=secret_arg(args.token), query=args.query, limit=args.limit, base_url=args.base_url,
+            base_models=args.base_model, restart=args.restart, progress=True))
 
 
 def _import_folder(args):
-    from catalog.importers.folder import allowed_roots, import_folder
-    settings = settings_from_args(args)
-    roots = allowed_roots(settings)  # the same policy as the web app (off when public, no roots)
-    with _open(args, seed=False) as store:
-        return _report(import_folder(store, args.dir, allow_pickle=args.allow_pickle or settings.allow_pickle,
-                                     roots=roots, progress=True))
+    with _open(args, seed=False) as catalog:
+        return _report(catalog.import_folder(args.dir, allow_pickle=args.allow_pickle, progress=True))
 
 
 def _identify(args):
-    from catalog.importers.folder import allowed_roots
-    from catalog.importers.identify import identify_folder
-    settings = settings_from_args(args)
-    roots = allowed_roots(settings)  # the same policy as folder import
-    token = secret_arg(args.token) or settings.civitai_token
-    with _open(args, seed=False) as store:
-        return _report(identify_folder(store, args.dir, base_url=args.base_url, token=token,
-                                       allow_pickle=args.allow_pickle or settings.allow_pickle, roots=roots,
-                                       offline=args.offline, refresh=args.refresh, workers=args.workers,
-                                       progress=True))
+    with _open(args, seed=False) as catalog:
+        return _report(catalog.identify_folder(
+            args.dir, base_url=args.base_url, token=secret_arg(args.token), offline=args.offline,
+            refresh=args.refresh, workers=args.workers, allow_pickle=args.allow_pickle, progress=True))
 
 
 def _import_hf(args):
-    from catalog.importers.hf import import_hf
-    settings = settings_from_args(args)
-    with _open(args, seed=False) as store:
-        return _report(import_hf(store, args.repo, token=settings.hf_token, progress=True))
-
-
-def _build_starter(args):
-    from catalog.build_starter import build_starter
-    from catalog.starter import STARTER_PATH
-    from components.index.shipped import write_starter_vectors
-    from components.refiner.offline import starter_refiner
-    print(build_starter(args.dump, args.out or STARTER_PATH, n=args.n, refiner=starter_refiner,
-                        vectors=write_starter_vectors))
-    return 0
+    with _open(args, seed=False) as catalog:
+        return _report(catalog.import_hf(args.repo, progress=True))
 
 
 def _list(args):
-    from catalog.search import CardQuery, search_cards
     query = CardQuery(text=args.search or "", base_model=args.base_model or "",
                       status="blocked" if args.blocked else "all", limit=None)
-    with _open(args) as store:
-        cards = search_cards(store, query)
+    with _open(args) as catalog:
+        cards = catalog.search(query)
     rows = cards[: args.limit]
     if args.json:
         print_json([{"id": c.id, "name": c.name, "base_model": c.base_model, "type": c.adapter_type,
@@ -201,15 +168,15 @@ def _list(args):
 
 
 def _show(args):
-    with _open(args) as store:
-        card = store.get(args.id)
+    with _open(args) as catalog:
+        card = catalog.card(args.id)
     print(json.dumps(card.model_dump(mode="json"), indent=2, ensure_ascii=False))
     return 0
 
 
 def _stats(args):
-    with _open(args) as store:
-        stats = store.stats()
+    with _open(args) as catalog:
+        stats = catalog.stats()
     if args.json:
         print_json(stats)
         return 0
@@ -232,8 +199,8 @@ def screen_line(stats: dict) -> str:
 
 
 def _block(args):
-    with _open(args) as store:
-        card = store.edit(args.id, editor=args.by, blocked=args.blocked)
+    with _open(args) as catalog:
+        card = catalog.set_blocked(args.id, args.blocked, editor=args.by)
     print(f"{card.id} {'blocked' if card.blocked else 'unblocked'}")
     return 0
 
@@ -248,7 +215,7 @@ def _edit(args):
             changes[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             changes[key.strip()] = raw
-    with _open(args) as store:
-        card = store.edit(args.id, editor=args.by, **changes)
+    with _open(args) as catalog:
+        card = catalog.edit(args.id, editor=args.by, **changes)
     print(f"{card.id} edited: {', '.join(changes)}")
     return 0

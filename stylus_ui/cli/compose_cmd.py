@@ -41,8 +41,7 @@ def record(query: str, comp, retrieval) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from components import limits
-    from components.engine import StylusEngine
+    from components.api import SelectRequest, StylusEngine, limits
     from ground.errors import StylusError
 
     if (args.prompt is None) == (args.queries is None):
@@ -58,18 +57,17 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.replace(characters=args.characters)  # retriever filter and composer rule
     engine = StylusEngine(settings)
 
-    def select(query: str):
-        retrieval = engine.retrieve(query, top_k=args.candidates)
-        return retrieval, engine.compose(query, retrieval, composer=args.composer, llm_model=args.model,
-                                         adapters_per_topic=args.top_k, temperature=args.temperature)
-
-    if args.queries:
+    options = dict(composer=args.composer, llm_model=args.model, adapters_per_topic=args.top_k,
+                   temperature=args.temperature)
+    if args.queries:  # evaluation lines: the engine's two steps, so a long or empty line is not refused
         for query in read_queries(args.queries):
-            retrieval, comp = select(query)
+            retrieval = engine.retrieve(query, top_k=args.candidates)
+            comp = engine.compose(query, retrieval, **options)
             print_json(record(query, comp, retrieval))
             sys.stdout.flush()
         return 0
-    retrieval, comp = select(args.prompt)
+    selection = engine.select(SelectRequest(args.prompt, top_k=args.candidates, **options))
+    retrieval, comp = selection.retrieval, selection.composition
     if args.json:
         out = record(args.prompt, comp, retrieval)
         out.update(composer=comp.composer, seconds=round(comp.seconds, 4), notices=comp.notices)
@@ -78,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"composer: {comp.composer} ({comp.seconds * 1000:.1f} ms), "
           f"{len(retrieval.candidates)} candidates")
     for t in comp.topics:
-        print(f"- {' + '.join(t.keywords)}")
+        print(f"- {t.label()}")
         for a in t.adapters:
             print(f"    {a.name} [{a.card_id}] weight {a.weight:g}: {a.reason}")
     why = (comp.scores or {}).get("unassigned", {})

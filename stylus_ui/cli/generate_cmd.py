@@ -44,24 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from components.engine import StylusEngine
-    from components.generator.output import save_result, served_by
-    from components.masks import repeated_masks_notice
-    from components.types import GenerationRequest
+    from components.api import StylusEngine, repeated_masks_notice, save_result, served_by
 
     settings = settings_from_args(args, model=args.model, scheduler=args.scheduler)
     preview = not settings.model
     steps, size = _checked(args, preview)  # before any work
     engine = StylusEngine(settings)
     t0 = time.perf_counter()
-    retrieval, comp = engine.select(args.prompt)
+    selection = engine.select(args.prompt)
+    retrieval, comp = selection.retrieval, selection.composition
     t_select = time.perf_counter() - t0
     _print_composition(comp, settings.base_weight)
-    request = GenerationRequest(
-        prompt=args.prompt, negative_prompt=args.negative, mode=args.mode, init_image=args.image,
+    request = engine.generation_request(
+        args.prompt, comp, negative_prompt=args.negative, mode=args.mode, init_image=args.image,
         mask_image=args.mask, strength=args.strength, steps=steps,
         guidance=args.guidance, width=size, height=size, seed=args.seed, num_images=args.n,
-        mask_strategy=args.mask_strategy, composition=comp, include_baseline=not args.no_baseline)
+        mask_strategy=args.mask_strategy, include_baseline=not args.no_baseline)
     bar = tqdm(total=0, unit="step", desc="denoising", leave=False)
 
     def progress(done: int, total: int) -> None:
@@ -80,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     result.notices += [repeated] if repeated else []
     summary = save_result(result, out, extra={"prompt": args.prompt, "composition": _comp_dict(comp),
                                               "retrieved": len(retrieval.candidates)}, names=names,
-                          comfy=_comfy_files(args, engine, settings, result, comp))
+                          comfy=_comfy_files(args, settings, result))
     if result.preview_model:
         print("NOTE: images come from the untrained preview model (random weights, noise-like "
               "pictures); set --model or STYLUS_MODEL to a real SD-1.5 model for real images.")
@@ -95,15 +93,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _comfy_files(args: argparse.Namespace, engine, settings, result, comp):
+def _comfy_files(args: argparse.Namespace, settings, result):
     """What the ComfyUI workflows load (--comfy-workflow), or None: the checkpoint, each adapter's
     file and the init image / mask under the names given here."""
     if not args.comfy_workflow:
         return None
-    from components.generator.comfy import comfy_files
+    from components.api import comfy_files
 
-    cards = engine.store.get_many(comp.adapter_ids())
-    return comfy_files(settings.model, result.model, cards.values(),
+    return comfy_files(settings.model, result.model, result.cards.values(),
                        init_image=Path(args.image).name if args.image else None,
                        mask_image=Path(args.mask).name if args.mask else None)
 
@@ -111,7 +108,7 @@ def _comfy_files(args: argparse.Namespace, engine, settings, result, comp):
 def _checked(args: argparse.Namespace, preview: bool) -> tuple[int, int]:
     """The options against components.limits, named as typed (exit 2 and the message otherwise);
     returns (steps, size) with an absent option replaced by its default (0 is not absent)."""
-    from components import limits
+    from components.api import limits
 
     limits.PROMPT.check("prompt", args.prompt)
     limits.NEGATIVE_PROMPT.check("--negative", args.negative)
@@ -126,14 +123,14 @@ def _checked(args: argparse.Namespace, preview: bool) -> tuple[int, int]:
 
 def _print_composition(comp, base_weight: float) -> None:
     """Each topic's adapters with their recommended and applied weights (all adapters on)."""
-    from components.masks import WEIGHT_RULE, applied_weights
+    from components.api import WEIGHT_RULE, applied_weights
 
     applied = applied_weights(comp, base_weight)
     print(f"composer: {comp.composer} ({WEIGHT_RULE.format(base_weight=base_weight)})")
     for topic in comp.topics:
         names = ", ".join(f"{a.name} ({a.card_id}, recommended weight {a.weight:g}, applied weight "
                           f"{applied[a.card_id]:g})" for a in topic.adapters) or "-"
-        print(f"  {' + '.join(topic.keywords)}: {names}")
+        print(f"  {topic.label()}: {names}")
 
 
 def _comp_dict(comp) -> dict:

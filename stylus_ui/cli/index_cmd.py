@@ -21,21 +21,9 @@ def register(catalog_sub: argparse._SubParsersAction) -> None:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from catalog.starter import open_catalog
-    from components.encoder import make_embedder
-    from components.index.card_index import CardIndex
-    from components.refiner.offline import refine_store
+    from components.api import StylusEngine
 
-    settings = settings_from_args(args)
-    with open_catalog(settings) as store:
-        if not args.no_refine:
-            report = refine_store(store, progress=not args.no_progress)
-            if report.refined:
-                print(report.summary())
-        index = CardIndex(settings, make_embedder(settings), allow_other_model=args.rebuild)
-        if args.rebuild:
-            result = index.rebuild(store, progress=not args.no_progress)
-        else:
-            result = index.update(store, progress=not args.no_progress)
-    print(result.summary())
+    engine = StylusEngine(settings_from_args(args))
+    for line in engine.build_index(rebuild=args.rebuild, refine=not args.no_refine, progress=not args.no_progress):
+        print(line)
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from stylus_ui.cli.common import add_common, settings_from_args
+from stylus_ui.cli.common import add_common, secret_arg, settings_from_args
 
 
 def register(catalog_sub: argparse._SubParsersAction) -> None:
@@ -30,47 +30,20 @@ def register(catalog_sub: argparse._SubParsersAction) -> None:
 
 
 def _refine(args: argparse.Namespace) -> int:
+    from components.api import StylusEngine
+
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit} must be at least 1")
-    settings = settings_from_args(args)
-    from catalog.store import CatalogStore
-
-    with CatalogStore(settings.catalog_dir) as store:
-        if args.vlm is None:
-            return _offline(args, store)
-        return _vlm(args, settings, store)
-
-
-def _vlm(args: argparse.Namespace, settings, store) -> int:
-    from components.refiner.vlm import VlmRefiner
-
-    from stylus_ui.cli.common import secret_arg
-    overrides = {k: v for k, v in (("llm_api_base", args.api_base), ("llm_api_key", secret_arg(args.api_key)))
-                 if v is not None}
-    refiner = VlmRefiner.from_settings(settings.replace(**overrides), model=args.vlm,
-                                       concurrency=args.concurrency, max_retries=args.max_retries)
-    cards = [c for c in store.iter_cards("blocked=0", order="download_count DESC, id") if refiner.needs_refine(c)]
-    if args.limit is not None:
-        cards = cards[: args.limit]
-    report = refiner.refine(cards, store=store, progress=not args.no_progress)
+    engine = StylusEngine(settings_from_args(args))
+    report = engine.refine(vlm=args.vlm, limit=args.limit, concurrency=args.concurrency,
+                           max_retries=args.max_retries, api_base=args.api_base,
+                           api_key=secret_arg(args.api_key), progress=not args.no_progress)
     print(report.summary())
-    for card_id, reason in report.failed[:50]:
-        print(f"  failed {card_id}: {reason}")
-    for notice in [n for n in report.notices if not n.startswith("skipped ")][:50]:
-        print(f"  notice: {notice}")
-    return 0
-
-
-def _offline(args: argparse.Namespace, store) -> int:
-    # components/refiner/offline.py is written alongside the retriever: one call over the store
-    try:
-        from components.refiner.offline import refine_store
-    except ImportError as exc:
-        from ground.errors import StylusError
-        raise StylusError(f"the offline refiner is not available ({exc}); use --vlm MODEL") from None
-
-    report = refine_store(store, limit=args.limit, progress=not args.no_progress)
-    print(report.summary())
-    for notice in getattr(report, "notices", [])[:50]:
+    notices = report.notices
+    if args.vlm is not None:  # a model's run: the cards it failed on; "skipped" notices are routine
+        for card_id, reason in report.failed[:50]:
+            print(f"  failed {card_id}: {reason}")
+        notices = [n for n in notices if not n.startswith("skipped ")]
+    for notice in notices[:50]:
         print(f"  notice: {notice}")
     return 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from ground.choices import CHARACTER_POLICIES
 from stylus_ui.cli.common import add_common, add_prompt_or_queries, print_json, read_queries, settings_from_args
@@ -28,9 +27,7 @@ def candidate_record(c) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from catalog.starter import open_catalog
-    from components import limits
-    from components.retriever import Retriever
+    from components.api import StylusEngine, limits
     from ground.errors import StylusError
 
     if (args.prompt is None) == (args.queries is None):
@@ -39,26 +36,19 @@ def _run(args: argparse.Namespace) -> int:
         limits.PROMPT.check("prompt", args.prompt)
     if args.top_k is not None:
         limits.TOP_K.check("--top-k", args.top_k)
-    settings = settings_from_args(args)
     queries = read_queries(args.queries) if args.queries else None
-    with open_catalog(settings) as store:
-        retriever = Retriever(settings, store)
-        retriever.filters = replace(retriever.filters, characters=args.characters)
-        report = retriever.last_report
-        if report is not None and (report.added or report.updated or report.removed):
-            print(report.summary(), file=sys.stderr)
-        if queries is not None:  # ranking only: ids, model ids and scores come from the index
-            top_k = args.top_k or settings.top_k
-            for query in queries:
-                ranked = retriever.rank(query, top_k) if query.strip() else []
-                facts = [retriever.index.facts[retriever.ids[i]] for i, _, _ in ranked]
-                print_json({"query": query, "adapters": [
-                    {"id": f.id, "civitai_model_id": f.civitai_model_id, "score": round(score, 4)}
-                    for f, (_, score, _) in zip(facts, ranked)]})
-            return 0
-        if not args.prompt.strip():
-            raise StylusError("the prompt is empty: type what the image should show")
-        result = retriever.retrieve(args.prompt, top_k=args.top_k)
+    engine = StylusEngine(settings_from_args(args))
+    changes = engine.index_changes()  # opens the index, brought up to date first
+    if changes:
+        print(changes, file=sys.stderr)
+    if queries is not None:  # ranking only: ids, model ids and scores come from the index
+        for query, ranked in zip(queries, engine.rank(queries, top_k=args.top_k, characters=args.characters)):
+            print_json({"query": query, "adapters": [
+                {"id": r.id, "civitai_model_id": r.civitai_model_id, "score": round(r.score, 4)} for r in ranked]})
+        return 0
+    if not args.prompt.strip():
+        raise StylusError("the prompt is empty: type what the image should show")
+    result = engine.retrieve(args.prompt, top_k=args.top_k, characters=args.characters)
     if args.json:
         print_json({"query": result.query, "seconds": round(result.seconds, 4), "notices": result.notices,
                     "adapters": [candidate_record(c) | {"name": c.card.name, "evidence": c.evidence,

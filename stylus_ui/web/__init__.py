@@ -7,7 +7,7 @@ the app and then warms the engine up in the background, with a status line on th
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import gradio as gr
 
@@ -21,10 +21,13 @@ from stylus_ui.web.image_translation import build_image_translation
 from stylus_ui.web.inpainting import build_inpainting
 from stylus_ui.web.text_to_image import build_text_to_image
 
+if TYPE_CHECKING:
+    from components.api import StylusEngine
+
 TITLE = "Stylus: automatic adapter selection"
 
 
-def create_demo(engine) -> gr.Blocks:
+def create_demo(engine: StylusEngine) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.HTML(f'<div class="stylus-header">{logo_svg()}<div><h1>Stylus</h1>'
                 f'<p>Type a prompt: Stylus retrieves LoRA adapters from the catalog, composes them per '
@@ -53,7 +56,7 @@ def create_demo(engine) -> gr.Blocks:
     return demo
 
 
-def startup_status(engine) -> tuple[Any, gr.Timer]:
+def startup_status(engine: StylusEngine) -> tuple[Any, gr.Timer]:
     """The start-up status line (engine.startup: "indexing the catalog: N%") while the engine
     warms up; once it is ready (or was never started: tests) the line hides and the timer stops."""
     line = engine.startup.line()
@@ -115,7 +118,7 @@ def serve(settings=None, **launch_options: Any) -> None:
 def _build(settings=None) -> tuple[gr.Blocks, dict[str, Any], Any]:
     """The Blocks, the launch() arguments and the engine behind them."""
     from catalog.settings import Settings
-    from components.engine import StylusEngine
+    from components.api import StylusEngine
 
     settings = settings or Settings.from_env()
     engine = StylusEngine(settings)

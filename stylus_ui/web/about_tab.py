@@ -34,9 +34,9 @@ def build_about(engine) -> gr.Markdown:
 
 def full_status(engine) -> str:
     """The configuration as it runs: device and dtype resolved (``auto`` -> cpu/cuda/mps, float32/16)."""
-    from components.generator.pipeline import resolve_device
+    from components.api import resolve_device
     status = dict(engine.status())
-    status["cards"] = engine.catalog_stats().get("cards")
+    status["cards"] = engine.catalog.stats().get("cards")
     try:
         device, dtype = resolve_device(engine.settings)
         status["resolved"] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}

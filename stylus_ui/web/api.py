@@ -12,25 +12,21 @@ from typing import Any
 
 import gradio as gr
 
-from components.limits import check_request, check_variants
-from components.types import GenerationRequest
-from ground.choices import MASK_STRATEGIES
+from components.api import Composition, SelectRequest, StylusEngine, limits
+from ground.choices import DEFAULT_MASK_STRATEGY, MASK_STRATEGIES
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
-from stylus_ui.web.generation import GPU, SELECT, SELECT_CONCURRENCY, cancellable, defaults_for
+from stylus_ui.web.generation import GPU, SELECT, SELECT_CONCURRENCY, cancellable
 from stylus_ui.web.images import save_png
 
-DEFAULT_GUIDANCE: float = GenerationRequest.guidance
-DEFAULT_STRATEGY: str = GenerationRequest.mask_strategy
 
-
-def build_api(engine) -> None:
+def build_api(engine: StylusEngine) -> None:
     """The three endpoints. Their parameter names are the callbacks' parameter names (Gradio takes
     them from the signatures), so keyword calls use the names docs/API.md and the README give. A
     parameter is optional in ``client.view_api()`` when its widget has a value (that value is the
     default the client sends) or, for a widget without one (``mapping``), when the callback's
     parameter defaults to None."""
-    d = defaults_for(engine)
+    d = engine.generation_defaults()  # what an absent argument means: shown by client.view_api()
     s = engine.settings
     with gr.Group(visible=False):
         prompt = gr.Textbox(label="prompt")
@@ -42,13 +38,13 @@ def build_api(engine) -> None:
         mapping = gr.JSON(value=None, label="mapping")
         negative_prompt = gr.Textbox(value="", label="negative_prompt")
         steps = gr.Number(value=d.steps, precision=0, label="steps")
-        guidance = gr.Number(value=DEFAULT_GUIDANCE, label="guidance")
-        seed = gr.Number(value=0, precision=0, label="seed")
+        guidance = gr.Number(value=d.guidance, label="guidance")
+        seed = gr.Number(value=d.seed, precision=0, label="seed")
         num_images = gr.Number(value=d.num_images, precision=0, label="num_images")
-        mask_strategy = gr.Textbox(value=DEFAULT_STRATEGY, label="mask_strategy")
+        mask_strategy = gr.Textbox(value=d.mask_strategy, label="mask_strategy")
         debias = gr.Textbox(value="", label="debias")
-        width = gr.Number(value=d.size, precision=0, label="width")
-        height = gr.Number(value=d.size, precision=0, label="height")
+        width = gr.Number(value=d.width, precision=0, label="width")
+        height = gr.Number(value=d.height, precision=0, label="height")
         result = gr.JSON(label="result")
         gallery = gr.Gallery(label="images", format="png")
         buttons = [gr.Button(visible=False) for _ in range(3)]
@@ -85,6 +81,11 @@ def _side(value: Any, default: int) -> Any:
     return int(value) // 8 * 8 if isinstance(value, (int, float)) and value >= 8 else value
 
 
+def _composition(engine: StylusEngine, prompt: str, rows: list[dict[str, Any]]) -> Composition:
+    """The edited mapping's composition; an empty mapping selects adapters first (settings' defaults)."""
+    return engine.composition_from_rows(prompt, rows) if rows else engine.select(prompt).composition
+
+
 def _mapping_rows(mapping: Any) -> list[dict[str, Any]]:
     if mapping in (None, "", []):
         return []
@@ -97,39 +98,40 @@ def _mapping_rows(mapping: Any) -> list[dict[str, Any]]:
 def _strategy(mask_strategy: str | None) -> str:
     if mask_strategy and mask_strategy not in MASK_STRATEGIES:
         raise gr.Error(f"mask_strategy {mask_strategy!r} is not known; use one of {', '.join(MASK_STRATEGIES)}")
-    return mask_strategy or DEFAULT_STRATEGY
+    return mask_strategy or DEFAULT_MASK_STRATEGY
 
 
-def api_select(engine, prompt: str, top_k: int | None = None, composer: str | None = None,
+def api_select(engine: StylusEngine, prompt: str, top_k: int | None = None, composer: str | None = None,
                llm_model: str | None = None, adapters_per_topic: int | None = None,
                characters: str | None = None) -> dict:
     """Retrieve and compose: candidates with scores and evidence, the composition, mapping rows."""
-    retrieval, comp = engine.select(_prompt(prompt), top_k=top_k, composer=composer or None,
-                                    llm_model=llm_model or None, adapters_per_topic=adapters_per_topic,
-                                    characters=characters or None)  # the engine checks the limits
+    selection = engine.select(SelectRequest(  # checked once, by the engine
+        _prompt(prompt), top_k=top_k, composer=composer or None, llm_model=llm_model or None,
+        adapters_per_topic=adapters_per_topic, characters=characters or None))
+    retrieval, comp = selection.retrieval, selection.composition
     return {"candidates": [render.candidate_dict(c) for c in retrieval.candidates],
             "composition": render.composition_dict(comp), "mapping": render.mapping_dicts(comp),
             "notices": list(retrieval.notices), "seconds": {"retrieve": round(retrieval.seconds, 4),
                                                             "compose": round(comp.seconds, 4)}}
 
 
-def api_compose(engine, prompt: str, mapping: list[dict[str, Any]] | None = None, num_images: int | None = None,
+def api_compose(engine: StylusEngine, prompt: str, mapping: list[dict[str, Any]] | None = None, num_images: int | None = None,
                 mask_strategy: str | None = None, seed: int | None = None, debias: str | None = None) -> dict:
     """Validate an edited mapping and list the variants it gives (weights, A1111 prompts)."""
     prompt = _prompt(prompt)
     rows = _mapping_rows(mapping)
     strategy = _strategy(mask_strategy)
-    # the limits before any work (a select may run first); engine.variants checks them again
-    num_images, seed, debias = check_variants(_or(num_images, defaults_for(engine).num_images), _or(seed, 0),
-                                              debias or "")
-    comp = engine.composition_from_rows(prompt, rows) if rows else engine.select(prompt)[1]
+    # the limits before any work (a select may run first)
+    d = engine.generation_defaults()
+    num_images, seed, debias = limits.check_variants(_or(num_images, d.num_images), _or(seed, d.seed), debias or "")
+    comp = _composition(engine, prompt, rows)
     variants = engine.variants(comp, num_images, strategy, seed, debias)
     return {"composition": render.composition_dict(comp),
             "variants": [{"index": v.index, "weights": v.weights, "prompt": v.prompt, "export": v.export}
                          for v in variants]}
 
 
-def api_generate(engine, prompt: str, negative_prompt: str | None = None,
+def api_generate(engine: StylusEngine, prompt: str, negative_prompt: str | None = None,
                  mapping: list[dict[str, Any]] | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int | None = None, num_images: int | None = None,
                  mask_strategy: str | None = None, debias: str | None = None, width: int | None = None,
@@ -138,13 +140,12 @@ def api_generate(engine, prompt: str, negative_prompt: str | None = None,
     prompt = _prompt(prompt)
     strategy = _strategy(mask_strategy)
     rows = _mapping_rows(mapping)
-    d = defaults_for(engine)
-    request = check_request(GenerationRequest(  # the limits before any work; the generator checks again
-        prompt=prompt, negative_prompt=negative_prompt or "", steps=_or(steps, d.steps),
-        guidance=_or(guidance, DEFAULT_GUIDANCE), seed=_or(seed, 0), num_images=_or(num_images, d.num_images),
-        mask_strategy=strategy, debias=debias or "", width=_side(width, d.size), height=_side(height, d.size)))
-    comp = engine.composition_from_rows(prompt, rows) if rows else engine.select(prompt)[1]
-    request.composition = comp
+    d = engine.generation_defaults()
+    request = engine.generation_request(  # the limits before any work (a select may run first)
+        prompt, negative_prompt=negative_prompt or "", steps=steps, guidance=guidance, seed=seed,
+        num_images=num_images, mask_strategy=strategy, debias=debias or "", width=_side(width, d.width),
+        height=_side(height, d.height))
+    comp = request.composition = _composition(engine, prompt, rows)
     result = engine.generate(request, cancel=cancel)
     out_dir = Path(engine.settings.output_dir) / "api"
     names = {a.card_id: a.name for t in comp.topics for a in t.adapters}

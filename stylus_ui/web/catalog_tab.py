@@ -12,7 +12,7 @@ import gradio as gr
 from catalog.card import BRINGS, CATEGORIES, PURPOSE_KINDS
 from catalog.safety import RATINGS
 from catalog.search import CARD_FLAGS, CARD_STATUSES
-from components.refiner.purpose import purpose_of
+from components.api import purpose_of
 from stylus_ui.web import auth, render
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import RETRIEVAL
@@ -195,9 +195,9 @@ def build_import(engine, session: gr.State) -> dict[str, Any]:
 
 # ---- callbacks ---------------------------------------------------------------------------
 def on_search(engine, text: str, base: str, category: str, flags: list[str], status: str):
-    cards = engine.search_cards(text=text or "", base_model="" if base in (ANY, None) else base,
-                                category="" if category in (ANY, None) else category,
-                                flags=flags or [], status=status or "all")
+    cards = engine.catalog.search(text=text or "", base_model="" if base in (ANY, None) else base,
+                                  category="" if category in (ANY, None) else category,
+                                  flags=flags or [], status=status or "all")
     rows = [[c.id, c.name, c.base_model, c.adapter_type, c.effective_category(), c.download_count,
              "yes" if c.blocked else ""] for c in cards]
     return rows, f"{len(rows)} cards shown" + (" (first 200)" if len(rows) >= 200 else "")
@@ -229,7 +229,7 @@ def _form_values(card) -> list[Any]:
 
 
 def on_open(engine, card_id: str):
-    card = engine.card(card_id)
+    card = engine.catalog.card(card_id)
     return [render.card_detail_html(card), *_form_values(card)]
 
 
@@ -242,7 +242,7 @@ def on_save(engine, card_id: str, description: str, category: str, tags: str, tr
             concepts: str | None = None, kind: str | None = None, brings: list[str] | None = None,
             rating: str | None = None, session: dict | None = None, profile: gr.OAuthProfile | None = None):
     who = auth.require_curator(engine.settings, session, profile, "Saving a card")
-    card = engine.card(card_id)
+    card = engine.catalog.card(card_id)
     changes: dict[str, Any] = {"blocked": bool(blocked), "notes": notes or ""}
     if (description or "") != card.effective_description():
         changes["description"] = description or ""
@@ -268,7 +268,7 @@ def on_save(engine, card_id: str, description: str, category: str, tags: str, tr
             changes["purpose"] = purpose
     if bool(character) != card.is_character():
         changes["character"] = bool(character)
-    card = engine.edit_card(card.id, editor=_editor(who), **changes)
+    card = engine.catalog.edit(card.id, editor=_editor(who), **changes)
     return [render.card_detail_html(card), *_form_values(card),
             f"Saved {render.esc(card.id)}: {render.esc(', '.join(sorted(changes)))}."]
 
@@ -285,7 +285,7 @@ def on_save_v1(engine, card_id: str, description: str, category: str, tags: str,
 def on_block(engine, blocked: bool, card_id: str, session: dict | None = None,
              profile: gr.OAuthProfile | None = None):
     who = auth.require_curator(engine.settings, session, profile, "Blocking a card" if blocked else "Unblocking a card")
-    card = engine.edit_card(engine.card(card_id).id, editor=_editor(who), blocked=blocked)
+    card = engine.catalog.set_blocked(card_id, blocked, editor=_editor(who))
     return [render.card_detail_html(card), *_form_values(card),
             f"{render.esc(card.id)} {'blocked: it is never retrieved' if blocked else 'unblocked'}."]
 
@@ -310,8 +310,8 @@ def on_import(engine, kind: str, value: str | None, session: dict | None = None,
     if not value:
         raise gr.Error("Choose a dump file first." if kind == "file" else "Type a folder path first.")
     progress(0, desc="identifying on Civitai" if kind == "identify" else "importing")
-    run = {"file": engine.import_civitai_file, "folder": engine.import_folder,
-           "identify": engine.identify_folder}[kind]  # identify: each file looked up by its SHA256
+    run = {"file": engine.catalog.import_civitai_file, "folder": engine.catalog.import_folder,
+           "identify": engine.catalog.identify_folder}[kind]  # identify: each file looked up by its SHA256
     return _report_md(run(value))
 
 
@@ -326,7 +326,7 @@ def on_import_api(engine, token: str, query: str, limit: float | None, session: 
     from ground.redact import secrets_registered
     with secrets_registered([token or ""]):  # a 401 body or a log line that echoes it is redacted
         progress(0, desc="importing from the Civitai API")
-        return _report_md(engine.import_civitai_api(token=token or "", query=query or "", limit=int(limit)))
+        return _report_md(engine.catalog.import_civitai_api(token=token or "", query=query or "", limit=int(limit)))
 
 
 def on_reindex(engine, session: dict | None = None, profile: gr.OAuthProfile | None = None,
@@ -338,7 +338,7 @@ def on_reindex(engine, session: dict | None = None, profile: gr.OAuthProfile | N
 
 def initial_values(engine) -> tuple[dict, list[list[Any]], str]:
     """Base-model choices and the most downloaded cards, filled in when a page opens."""
-    stats = engine.catalog_stats()
+    stats = engine.catalog.stats()
     rows, summary = on_search(engine, "", ANY, ANY, [], "all")
     base = gr.update(choices=[ANY, *stats.get("by_base_model", {}).keys()], value=ANY)
     return base, rows, f"{summary} · {stats_markdown(stats)}"

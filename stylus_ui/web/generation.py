@@ -19,14 +19,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from components import limits
-from components.generator.comfy import comfy_files, save_workflow
-from components.generator.grid import result_grid
-from components.generator.output import served_by
-from components.masks import WEIGHT_RULE, repeated_masks_notice
-from components.types import GenerationRequest
+from components.api import (WEIGHT_RULE, GenerationRequest, SelectRequest, StylusEngine, comfy_files, limits,
+                            repeated_masks_notice, result_grid, save_workflow, served_by)
 from ground.atomic_files import atomic_path
-from ground.choices import CHARACTER_POLICIES, COMPOSERS, DEFAULT_MASK_STRATEGY, MASK_STRATEGIES
+from ground.choices import CHARACTER_POLICIES, COMPOSERS, MASK_STRATEGIES
 from stylus_ui.web import render
 from stylus_ui.web.errors import shown_near, user_errors
 from stylus_ui.web.images import save_png
@@ -44,17 +40,6 @@ RETRIEVAL = "retrieval"  # catalog writes: an edit re-indexes
 SELECT, SELECT_CONCURRENCY = "select", 4
 
 
-@dataclass
-class Defaults:
-    steps: int
-    size: int
-    num_images: int
-
-
-def defaults_for(engine) -> Defaults:
-    if engine.status().get("preview_model"):
-        return Defaults(steps=12, size=128, num_images=4)  # noise either way: keep it quick
-    return Defaults(steps=25, size=512, num_images=4)
 
 
 @dataclass
@@ -78,24 +63,25 @@ def build_prompt_area(mode: str) -> tuple[gr.Textbox, gr.Textbox]:
     return prompt, negative
 
 
-def build_advanced(engine, mode: str) -> tuple[list, list]:
-    d = defaults_for(engine)
+def build_advanced(engine: StylusEngine, mode: str) -> tuple[list, list]:
+    d = engine.generation_defaults()
     s = engine.settings
     with gr.Accordion("Advanced", open=False, elem_id=f"{mode}-advanced"):
         with gr.Row():
             # every range from components.limits: the engine refuses the same values the UI cannot set
             steps = gr.Slider(limits.STEPS.low, limits.STEPS.high, value=d.steps, step=1, label="Steps")
-            guidance = gr.Slider(limits.GUIDANCE.low, limits.GUIDANCE.high, value=7.0, step=0.5, label="Guidance")
-            seed = gr.Number(value=0, precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high, label="Seed")
+            guidance = gr.Slider(limits.GUIDANCE.low, limits.GUIDANCE.high, value=d.guidance, step=0.5,
+                                 label="Guidance")
+            seed = gr.Number(value=d.seed, precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high, label="Seed")
         with gr.Row():
             n = gr.Slider(limits.NUM_IMAGES.low, limits.NUM_IMAGES.high, value=d.num_images, step=1,
                           label="Variants")
-            strategy = gr.Dropdown(list(MASK_STRATEGIES), value=DEFAULT_MASK_STRATEGY, label="Mask strategy")
+            strategy = gr.Dropdown(list(MASK_STRATEGIES), value=d.mask_strategy, label="Mask strategy")
             debias = gr.Textbox(label="Debias (appended to every prompt)", placeholder="e.g. realistic, best quality",
                                 max_length=limits.DEBIAS.most)
         with gr.Row():
-            width = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.size, step=limits.SIDE.step, label="Width")
-            height = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.size, step=limits.SIDE.step,
+            width = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.width, step=limits.SIDE.step, label="Width")
+            height = gr.Slider(limits.SIDE.low, limits.SIDE.high, value=d.height, step=limits.SIDE.step,
                                label="Height")
         with gr.Row():
             composer = gr.Radio(list(COMPOSERS), value=s.composer, label="Composer")
@@ -112,7 +98,7 @@ def build_advanced(engine, mode: str) -> tuple[list, list]:
             [top_k, composer, llm_model, per_topic, characters])
 
 
-def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: Callable[..., dict[str, Any]],
+def build_panel(engine: StylusEngine, mode: str, build_extra: Callable[[], list], read_extra: Callable[..., dict[str, Any]],
                 examples: list[str] | None = None) -> Panel:
     """Prompt + advanced options (left), cards and mapping (middle), gallery (right).
 
@@ -187,7 +173,7 @@ def build_panel(engine, mode: str, build_extra: Callable[[], list], read_extra: 
 
 
 # ---- the mapping editor ------------------------------------------------------------------
-def build_mapping_editor(engine, mode: str):
+def build_mapping_editor(engine: StylusEngine, mode: str):
     mapping = gr.Dataframe(headers=MAPPING_HEADERS, datatype=["str", "str", "str", "number", "number"],
                            value=[], type="array", interactive=True, label="Composer mapping (edit a keyword or "
                            "weight; type an applied weight to fix it, clear it for the rule; clear an id to drop "
@@ -212,7 +198,7 @@ def build_mapping_editor(engine, mode: str):
     return mapping, note, widgets
 
 
-def wire_mapping_editor(engine, w: dict, mapping: gr.Dataframe, note: gr.Markdown, state: gr.State) -> None:
+def wire_mapping_editor(engine: StylusEngine, w: dict, mapping: gr.Dataframe, note: gr.Markdown, state: gr.State) -> None:
     w["remove_btn"].click(user_errors(partial(on_remove, engine)), [mapping, w["remove_choice"], state],
                           [mapping, w["remove_choice"], note, state], api_visibility="undocumented")
     w["search"].submit(user_errors(partial(on_search, engine)), [w["search"]], [w["found"]],
@@ -248,7 +234,7 @@ def _same_number(value: Any, number: float) -> bool:
         return False  # not a number: composition_from_rows says so, naming the row
 
 
-def mapping_view(engine, comp, state: dict | None) -> tuple[list[list[Any]], dict]:
+def mapping_view(engine: StylusEngine, comp, state: dict | None) -> tuple[list[list[Any]], dict]:
     """The mapping table of ``comp`` and the session state that remembers which applied weights
     the rule computed (so that an edited cell can be told from a computed one)."""
     rows = render.composition_rows(comp, engine.settings.base_weight)
@@ -257,12 +243,12 @@ def mapping_view(engine, comp, state: dict | None) -> tuple[list[list[Any]], dic
     return rows, {**(state or {}), "applied": rule}
 
 
-def _edited(engine, rows: list[dict[str, Any]], state: dict | None):
+def _edited(engine: StylusEngine, rows: list[dict[str, Any]], state: dict | None):
     """The table's rows as a composition (validated), fixed applied weights kept."""
     return engine.composition_from_rows((state or {}).get("prompt", ""), fixed_applied(rows, state))
 
 
-def on_remove(engine, rows: Any, choice: str | None, state: dict | None):
+def on_remove(engine: StylusEngine, rows: Any, choice: str | None, state: dict | None):
     dicts = render.rows_to_dicts(rows)
     if choice in (None, ""):
         raise gr.Error("Pick the adapter to remove first.")
@@ -274,16 +260,16 @@ def on_remove(engine, rows: Any, choice: str | None, state: dict | None):
             f"Removed {render.esc(removed[0]['name'])}. {weight_rule_note(engine.settings.base_weight)}", state)
 
 
-def on_search(engine, text: str):
-    cards = engine.search_cards(text=text or "", status="active", limit=30)
+def on_search(engine: StylusEngine, text: str):
+    cards = engine.catalog.search(text=text or "", status="active", limit=30)
     choices = [(f"{c.name} ({c.id})", c.id) for c in cards]
     return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
 
-def on_add(engine, rows: Any, card_id: str | None, keyword: str, weight: float | None, state: dict | None):
+def on_add(engine: StylusEngine, rows: Any, card_id: str | None, keyword: str, weight: float | None, state: dict | None):
     if not card_id:
         raise gr.Error("Search the catalog and pick an adapter to add.")
-    card = engine.card(card_id)
+    card = engine.catalog.card(card_id)
     keyword = (keyword or "").strip() or card.name
     w = card.effective_weight() if weight is None else float(weight)
     dicts = render.rows_to_dicts(rows) + [{"keyword": keyword, "id": card.id, "name": card.name,
@@ -327,12 +313,13 @@ def _prompt(prompt: str) -> str:
     return prompt
 
 
-def on_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
+def on_select(engine: StylusEngine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
               characters: str, state: dict | None):
     prompt = _prompt(prompt)
-    retrieval, comp = engine.select(prompt, top_k=int(top_k), composer=composer,
-                                    llm_model=(llm_model or "").strip() or None,
-                                    adapters_per_topic=int(per_topic), characters=characters or None)
+    selection = engine.select(SelectRequest(prompt, top_k=int(top_k), composer=composer or None,
+                                            llm_model=(llm_model or "").strip() or None,
+                                            adapters_per_topic=int(per_topic), characters=characters or None))
+    retrieval, comp = selection.retrieval, selection.composition
     cards = [render.candidate_dict(c) for c in retrieval.candidates[:MAX_CARDS_SHOWN]]
     rows, state = mapping_view(engine, comp, {**(state or {}), "prompt": prompt})
     note = mapping_note(comp, engine.settings.base_weight)
@@ -340,7 +327,7 @@ def on_select(engine, prompt: str, top_k: float, composer: str, llm_model: str, 
             gr.update(choices=remove_choices(rows), value=None), state)
 
 
-def on_select_if_empty(engine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
+def on_select_if_empty(engine: StylusEngine, prompt: str, top_k: float, composer: str, llm_model: str, per_topic: float,
                        characters: str, state: dict | None, rows: Any):
     """Before Generate: an empty mapping is filled by a select (the API's rule), and the note says so;
     a mapping with rows is left as it is."""
@@ -365,17 +352,17 @@ def mapping_note(comp, base_weight: float | None = None) -> str:
     return " ".join(parts)
 
 
-def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows: Any,
+def on_generate(engine: StylusEngine, mode: str, read_extra, prompt: str, negative: str, rows: Any,
                 steps: float, guidance: float, seed: float | None, n: float, strategy: str, debias: str,
                 width: float, height: float, image: Any, editor: Any, strength: float, state: dict | None,
                 progress=gr.Progress(), *, cancel: threading.Event | None = None):
     prompt = _prompt(prompt)
     size = (int(width) // 8 * 8, int(height) // 8 * 8)
     comp = engine.composition_from_rows(prompt, fixed_applied(render.rows_to_dicts(rows), state))
-    request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative or "", mode=mode, steps=int(steps), guidance=float(guidance),
+    request = engine.generation_request(
+        prompt, comp, negative_prompt=negative or "", mode=mode, steps=int(steps), guidance=float(guidance),
         seed=int(seed or 0), num_images=int(n), mask_strategy=strategy, debias=debias or "",
-        width=size[0], height=size[1], composition=comp, **read_extra(size, image, editor, strength))
+        width=size[0], height=size[1], **read_extra(size, image, editor, strength))
     progress(0, desc="starting")
     result = engine.generate(request, progress=lambda i, total: progress((i, total), desc="denoising"),
                              cancel=cancel)
@@ -383,7 +370,7 @@ def on_generate(engine, mode: str, read_extra, prompt: str, negative: str, rows:
     names = {a.card_id: a.name for t in comp.topics for a in t.adapters}
     rule = WEIGHT_RULE.format(base_weight=engine.settings.base_weight)
     images, gallery = [], []
-    comfy = comfy_files(engine.settings.model, result.model, engine.store.get_many(comp.adapter_ids()).values())
+    comfy = comfy_files(engine.settings.model, result.model, result.cards.values())
     for item in result.images:
         path = save_png(item, out_dir)
         caption = render.variant_caption(item.variant, names)

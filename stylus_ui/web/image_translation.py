@@ -1,6 +1,8 @@
 """The "Image translation" tab: an input image, re-imagined under the prompt and the adapters."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from functools import partial
 
 import gradio as gr
@@ -9,6 +11,9 @@ from stylus_ui.web.assets import example_image_path
 from stylus_ui.web.generation import Panel, build_panel
 from stylus_ui.web.images import to_rgb
 from stylus_ui.web.uploads import checked
+
+if TYPE_CHECKING:
+    from components.api import StylusEngine
 
 
 def _extra(settings) -> list:
@@ -26,5 +31,5 @@ def _read(settings, size, image, editor, strength) -> dict:
     return {"init_image": to_rgb(image, size, "input image", settings), "strength": float(strength)}
 
 
-def build_image_translation(engine) -> Panel:
+def build_image_translation(engine: StylusEngine) -> Panel:
     return build_panel(engine, "img2img", partial(_extra, engine.settings), partial(_read, engine.settings))

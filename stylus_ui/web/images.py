@@ -35,7 +35,7 @@ def to_rgb(image: Any, size: tuple[int, int], what: str, settings: Any = None) -
     if image is None:
         raise ValueError(f"no {what} given: upload an image first")
     if isinstance(image, (str, Path)) or isinstance(image, Image.Image):
-        from components.generator.checks import to_image
+        from components.api import to_image
         image = to_image(image, what, **_limits(settings))
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.astype(np.uint8))
@@ -56,7 +56,7 @@ def editor_to_image_and_mask(value: Any, size: tuple[int, int],
     if not isinstance(value, dict) or value.get("background") is None:
         raise ValueError("no image to inpaint: upload an image in the editor, then paint the mask")
     if isinstance(value["background"], (str, Path)):
-        from components.generator.checks import to_image
+        from components.api import to_image
         value = {**value, "background": to_image(value["background"], "image", **_limits(settings))}
     background = np.asarray(value["background"])
     limit = _limits(settings).get("max_pixels")

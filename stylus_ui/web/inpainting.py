@@ -1,6 +1,8 @@
 """The "Inpainting" tab: paint a mask over an image; only the painted part is regenerated."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from functools import partial
 
 import gradio as gr
@@ -9,6 +11,9 @@ from stylus_ui.web.assets import example_image_path
 from stylus_ui.web.generation import Panel, build_panel
 from stylus_ui.web.images import editor_to_image_and_mask
 from stylus_ui.web.uploads import checked
+
+if TYPE_CHECKING:
+    from components.api import StylusEngine
 
 
 def _extra(settings) -> list:
@@ -32,5 +37,5 @@ def _read(settings, size, image, editor, strength) -> dict:
     return {"init_image": init, "mask_image": mask, "strength": float(strength)}
 
 
-def build_inpainting(engine) -> Panel:
+def build_inpainting(engine: StylusEngine) -> Panel:
     return build_panel(engine, "inpaint", partial(_extra, engine.settings), partial(_read, engine.settings))

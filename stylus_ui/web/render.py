@@ -10,9 +10,7 @@ import html
 from typing import Any, Iterable
 from urllib.parse import quote, urlparse
 
-from components.generator.grid import variant_label
-from components.masks import applied_weights
-from components.refiner.purpose import purpose_of
+from components.api import applied_weights, purpose_of, variant_label
 
 MAX_DESCRIPTION_CHARS = 600
 MAX_TAGS = 12
@@ -146,7 +144,7 @@ def composition_rows(composition, base_weight: float) -> list[list[Any]]:
     applied = applied_weights(composition, base_weight)
     rows = []
     for topic in composition.topics:
-        keyword = " + ".join(topic.keywords)
+        keyword = topic.label()
         for a in topic.adapters:
             rows.append([keyword, a.card_id, a.name, round(float(a.weight), 3), round(applied[a.card_id], 3)])
     return rows
@@ -155,7 +153,7 @@ def composition_rows(composition, base_weight: float) -> list[list[Any]]:
 def mapping_dicts(composition) -> list[dict[str, Any]]:
     """The mapping as data (the API's ``mapping``): ``applied_weight`` is null unless fixed, so a
     row sent back as it came applies the weight rule."""
-    return [{"keyword": " + ".join(t.keywords), "id": a.card_id, "name": a.name,
+    return [{"keyword": t.label(), "id": a.card_id, "name": a.name,
              "weight": round(float(a.weight), 3), "applied_weight": a.applied_weight}
             for t in composition.topics for a in t.adapters]
 

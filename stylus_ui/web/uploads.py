@@ -28,7 +28,7 @@ def checked(component: C, what: str, settings: Any) -> C:
     decode = component.preprocess
 
     def probe(file: Any, name: str) -> None:
-        from components.generator.checks import probe_image
+        from components.api import probe_image
         source = file if isinstance(file, (bytes, bytearray, memoryview)) else getattr(file, "path", None)
         if source is None:
             return

@@ -27,7 +27,7 @@ def _handle(engine, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "ids": [c.id for c in result.candidates], "scores": [c.score for c in result.candidates],
                 "descriptions": [c.card.effective_description() for c in result.candidates]}
     if op == "edit":
-        card = engine.edit_card(cmd["id"], editor=f"worker-{os.getpid()}", **cmd.get("changes", {}))
+        card = engine.catalog.edit(cmd["id"], editor=f"worker-{os.getpid()}", **cmd.get("changes", {}))
         return {"ok": True, "id": card.id, "blocked": card.curation.blocked}
     if op == "reindex":
         return {"ok": True, "summary": engine.reindex()}

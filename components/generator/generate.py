@@ -89,12 +89,12 @@ class Generator:
                  cards: dict[str, AdapterCard] | None = None,
                  progress: Progress | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
-        """``cancel``: set it (from any thread) to stop the request at the next denoising step."""
+        """``variants``: the adapter weights of each image (the engine draws them from the request's
+        composition); ``cards``: the catalog cards they name. ``cancel``: set it (from any thread)
+        to stop the request at the next denoising step."""
         budget = Budget(self.settings.generation_timeout_s, cancel or threading.Event())
         cards = dict(cards or {})
         notices: list[str] = []
-        if variants is None and request.composition is not None:
-            variants = self._variants_from(request, notices)
         check_inputs(request, variants, cards, max_pixels=self.settings.max_upload_pixels,
                      max_bytes=self.settings.max_upload_mb * 2**20)
         variants = variants or []
@@ -117,18 +117,6 @@ class Generator:
             fetched[card_id] = fetch_card_file(self.settings, cards[card_id], notices,
                                                deadline=budget.deadline)
         return fetched
-
-    def _variants_from(self, request: GenerationRequest, notices: list[str]) -> list[Variant]:
-        comp = request.composition
-        try:
-            from components.masks import sample_variants
-        except ImportError:
-            notices.append("masks module not available: every image uses all adapters")
-            weights = {a.card_id: a.weight for t in comp.topics for a in t.adapters}
-            return [Variant(index=0, weights=weights, prompt=comp.prompt or request.prompt)]
-        return sample_variants(comp, n=request.num_images, strategy=request.mask_strategy,
-                               seed=request.seed, base_weight=self.settings.base_weight,
-                               debias=request.debias)
 
     def _run(self, request: GenerationRequest, variants: list[Variant], cards: dict[str, AdapterCard],
              progress: Progress | None, notices: list[str], fetched: dict[str, AdapterSource | None],

@@ -1,30 +1,34 @@
 """Build the starter catalog: facts of the most-downloaded SFW SD 1.5 adapters, no author text.
 
-Run through ``python -m stylus_ui catalog build-starter DUMP``, which passes the project's
-offline refiner (components/refiner/offline.py) as ``refiner``: the catalog package itself
-never imports components. The dump is imported with the project's own Civitai importer into a
-temporary catalog; one card per model (its newest SD 1.5 version) is kept, stripped of
-author-written text (descriptions, example prompts), and described by the refiner (a template
-from the facts when none is given).
-The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp.
-The CLI also passes ``vectors`` (components/index/shipped.py ``write_starter_vectors``): the
-starter cards' embeddings are shipped beside them, so a new catalog's index embeds nothing.
+    python -m tools.build_starter DUMP [--out FILE] [-n N]
+
+e.g. ``python -m tools.build_starter ../shared/data/civitai-loras-2023-07.jsonl.gz``. The dump is
+imported with the project's own Civitai importer into a temporary catalog; one card per model (its
+newest SD 1.5 version) is kept, stripped of author-written text (descriptions, example prompts),
+and described by the project's offline refiner (components/refiner/offline.py; ``build_starter``
+without a ``refiner`` writes a template from the facts instead).
+The output is deterministic: cards sorted by id, keys sorted, gzip without a timestamp. Writes
+``catalog/starter_catalog.jsonl.gz`` unless ``--out`` names another file, and beside it the
+starter cards' embeddings (tools/starter_vectors.py, under the name catalog/starter.py reads), so
+that a new catalog's index embeds nothing.
 """
 from __future__ import annotations
 
-import gzip
+import argparse
 import json
-import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from catalog.card import CATEGORIES, MAX_WEIGHT, MIN_WEIGHT, AdapterCard, Curation, Refined
 from catalog.importers.civitai import import_civitai_file
-from catalog.starter import STARTER_VECTORS_PATH
+from catalog.settings import quiet_environment
+from catalog.starter import STARTER_PATH, STARTER_VECTORS_PATH
 from catalog.store import CatalogStore
-from ground.atomic_files import atomic_path
+from ground.errors import StylusError
+from tools.shipped_files import reproducible_gzip
 
 FACT_EXTRA_KEYS = ("civitai_type", "created_at", "model_download_count", "version_index")
 TEMPLATE_REFINER = "template-1"
@@ -127,11 +131,34 @@ def template_refined(card: AdapterCard) -> Refined:
 
 def write_cards(cards: list[AdapterCard], out_path: Path) -> None:
     """Gzip JSONL, byte-for-byte reproducible, replaced atomically."""
-    with atomic_path(out_path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                                   compresslevel=9, mtime=0) as gz:
-            for card in cards:
-                line = json.dumps(card.model_dump(mode="json", exclude_defaults=True),
-                                  sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-                gz.write(line.encode("utf-8") + b"\n")
-        os.chmod(tmp, 0o644)  # a shipped file: readable by all, whatever the umask
+    with reproducible_gzip(out_path) as gz:
+        for card in cards:
+            line = json.dumps(card.model_dump(mode="json", exclude_defaults=True),
+                              sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            gz.write(line.encode("utf-8") + b"\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the starter catalog and its vectors from a Civitai dump, with the offline refiner."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.build_starter",
+        description="Rebuild catalog/starter_catalog.jsonl.gz (and its shipped vectors) reproducibly: the "
+                    "most-downloaded SFW SD 1.5 adapters, facts only, described by the offline refiner.")
+    parser.add_argument("dump", help="Civitai API dump, e.g. ../shared/data/civitai-loras-2023-07.jsonl.gz")
+    parser.add_argument("--out", default=None, help="output file (default: the shipped starter file)")
+    parser.add_argument("-n", type=int, default=1200, help="number of adapters (default: %(default)s)")
+    args = parser.parse_args(argv)
+    quiet_environment()  # before the embedding model's libraries are imported
+    from components.refiner.offline import starter_refiner
+    from tools.starter_vectors import write_starter_vectors
+    try:
+        print(build_starter(args.dump, args.out or STARTER_PATH, n=args.n, refiner=starter_refiner,
+                            vectors=write_starter_vectors))
+    except (StylusError, FileNotFoundError, ValueError) as exc:  # as the stylus_ui CLI reports them
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
