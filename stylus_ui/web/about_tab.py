@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from stylus_ui.web import render
 from stylus_ui.web.errors import user_errors
+
+if TYPE_CHECKING:
+    from components.api import StylusEngine
 
 ABOUT = """
 ### How Stylus works
@@ -23,7 +27,7 @@ arXiv:2404.18928). The API (`select`, `compose`, `generate`) is listed under "Us
 """
 
 
-def build_about(engine) -> gr.Markdown:
+def build_about(engine: StylusEngine) -> gr.Markdown:
     """Builds the tab; returns the status widget so the app can fill it after start-up."""
     status = gr.Markdown(render.status_markdown(engine.status()), elem_id="about-status")
     refresh = gr.Button("Refresh", size="sm")
@@ -32,7 +36,7 @@ def build_about(engine) -> gr.Markdown:
     return status
 
 
-def full_status(engine) -> str:
+def full_status(engine: StylusEngine) -> str:
     """The configuration as it runs: device and dtype resolved (``auto`` -> cpu/cuda/mps, float32/16)."""
     from components.api import resolve_device
     status = dict(engine.status())

@@ -12,7 +12,7 @@ import gradio as gr
 from catalog.card import BRINGS, CATEGORIES, PURPOSE_KINDS
 from catalog.safety import RATINGS
 from catalog.search import CARD_FLAGS, CARD_STATUSES
-from components.api import purpose_of
+from components.api import StylusEngine, purpose_of
 from stylus_ui.web import auth, render
 from stylus_ui.web.errors import user_errors
 from stylus_ui.web.generation import RETRIEVAL
@@ -24,7 +24,7 @@ SCREEN = "(screen)"  # rating choice: no curator rating, the content screen deci
 MAX_API_IMPORT = 5000  # models per Civitai API import started from the web app
 
 
-def build_catalog(engine, demo: gr.Blocks) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
+def build_catalog(engine: StylusEngine, demo: gr.Blocks) -> tuple[gr.Dropdown, gr.Dataframe, gr.Markdown]:
     """Builds the tab; returns the widgets the app fills after start-up (base models, first cards)."""
     session = gr.State({})  # this browser / client session's curator sign-in (server side)
     access = build_sign_in(engine, session)
@@ -79,7 +79,7 @@ def build_catalog(engine, demo: gr.Blocks) -> tuple[gr.Dropdown, gr.Dataframe, g
     return base, results, summary
 
 
-def build_sign_in(engine, session: gr.State) -> dict[str, Any]:
+def build_sign_in(engine: StylusEngine, session: gr.State) -> dict[str, Any]:
     """The read-only notice and the curator sign-in of a public instance (nothing on a private one)."""
     s = engine.settings
     widgets: dict[str, Any] = {"note": gr.Markdown(auth.access_line(s, auth.curator(s, None, None)),
@@ -97,7 +97,7 @@ def build_sign_in(engine, session: gr.State) -> dict[str, Any]:
     return widgets
 
 
-def wire_access(engine, demo: gr.Blocks, session: gr.State, access: dict[str, Any], form: list[Any],
+def wire_access(engine: StylusEngine, demo: gr.Blocks, session: gr.State, access: dict[str, Any], form: list[Any],
                 imports: dict[str, Any]) -> None:
     """Editable widgets follow the session's sign-in: at page load and after a sign-in."""
     s = engine.settings
@@ -157,7 +157,7 @@ def build_edit_form() -> dict[str, Any]:
     return f
 
 
-def build_import(engine, session: gr.State) -> dict[str, Any]:
+def build_import(engine: StylusEngine, session: gr.State) -> dict[str, Any]:
     """The import and re-index controls; returns them (and whether each may ever be used here)."""
     s = engine.settings
     folder_allowed = bool(s.folder_import_roots) or not s.public
@@ -194,7 +194,7 @@ def build_import(engine, session: gr.State) -> dict[str, Any]:
 
 
 # ---- callbacks ---------------------------------------------------------------------------
-def on_search(engine, text: str, base: str, category: str, flags: list[str], status: str):
+def on_search(engine: StylusEngine, text: str, base: str, category: str, flags: list[str], status: str):
     cards = engine.catalog.search(text=text or "", base_model="" if base in (ANY, None) else base,
                                   category="" if category in (ANY, None) else category,
                                   flags=flags or [], status=status or "all")
@@ -228,7 +228,7 @@ def _form_values(card) -> list[Any]:
             ", ".join(purpose.concepts), purpose.kind, list(purpose.brings), _rating_choice(card)]
 
 
-def on_open(engine, card_id: str):
+def on_open(engine: StylusEngine, card_id: str):
     card = engine.catalog.card(card_id)
     return [render.card_detail_html(card), *_form_values(card)]
 
@@ -237,7 +237,7 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def on_save(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
+def on_save(engine: StylusEngine, card_id: str, description: str, category: str, tags: str, triggers: str,
             weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str,
             concepts: str | None = None, kind: str | None = None, brings: list[str] | None = None,
             rating: str | None = None, session: dict | None = None, profile: gr.OAuthProfile | None = None):
@@ -273,7 +273,7 @@ def on_save(engine, card_id: str, description: str, category: str, tags: str, tr
             f"Saved {render.esc(card.id)}: {render.esc(', '.join(sorted(changes)))}."]
 
 
-def on_save_v1(engine, card_id: str, description: str, category: str, tags: str, triggers: str,
+def on_save_v1(engine: StylusEngine, card_id: str, description: str, category: str, tags: str, triggers: str,
                weight: float | None, nsfw: bool, character: bool, blocked: bool, notes: str,
                session: dict | None = None, profile: gr.OAuthProfile | None = None):
     """/catalog_save as scripts have called it: the nine older fields; purpose and rating stay as they are."""
@@ -282,7 +282,7 @@ def on_save_v1(engine, card_id: str, description: str, category: str, tags: str,
     return [detail, *form[:len(FORM_V1)], status]
 
 
-def on_block(engine, blocked: bool, card_id: str, session: dict | None = None,
+def on_block(engine: StylusEngine, blocked: bool, card_id: str, session: dict | None = None,
              profile: gr.OAuthProfile | None = None):
     who = auth.require_curator(engine.settings, session, profile, "Blocking a card" if blocked else "Unblocking a card")
     card = engine.catalog.set_blocked(card_id, blocked, editor=_editor(who))
@@ -304,7 +304,7 @@ def _editor(who: auth.Curator) -> str:
     return "web" if who.how == "private instance" else f"web:{who.name}"
 
 
-def on_import(engine, kind: str, value: str | None, session: dict | None = None,
+def on_import(engine: StylusEngine, kind: str, value: str | None, session: dict | None = None,
               profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
     auth.require_curator(engine.settings, session, profile, "Importing")
     if not value:
@@ -315,7 +315,7 @@ def on_import(engine, kind: str, value: str | None, session: dict | None = None,
     return _report_md(run(value))
 
 
-def on_import_api(engine, token: str, query: str, limit: float | None, session: dict | None = None,
+def on_import_api(engine: StylusEngine, token: str, query: str, limit: float | None, session: dict | None = None,
                   profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
     auth.require_curator(engine.settings, session, profile, "Importing from the Civitai API")
     if limit is None:
@@ -329,14 +329,14 @@ def on_import_api(engine, token: str, query: str, limit: float | None, session: 
         return _report_md(engine.catalog.import_civitai_api(token=token or "", query=query or "", limit=int(limit)))
 
 
-def on_reindex(engine, session: dict | None = None, profile: gr.OAuthProfile | None = None,
+def on_reindex(engine: StylusEngine, session: dict | None = None, profile: gr.OAuthProfile | None = None,
                progress=gr.Progress()):
     auth.require_curator(engine.settings, session, profile, "Re-indexing")
     progress(0, desc="indexing")
     return f"**Index**: {render.esc(engine.reindex())}"
 
 
-def initial_values(engine) -> tuple[dict, list[list[Any]], str]:
+def initial_values(engine: StylusEngine) -> tuple[dict, list[list[Any]], str]:
     """Base-model choices and the most downloaded cards, filled in when a page opens."""
     stats = engine.catalog.stats()
     rows, summary = on_search(engine, "", ANY, ANY, [], "all")
