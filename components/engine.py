@@ -62,8 +62,11 @@ class StartupStatus:
 
 
 class StylusEngine:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, seed_catalog: bool = True):
+        """``seed_catalog``: a new, empty catalog gets the starter cards on first use (the app);
+        False leaves it empty (``catalog refine`` before the user's own import)."""
         self.settings = settings or Settings.from_env()
+        self._seed_catalog = seed_catalog
         self._lock = threading.RLock()  # guards _part_locks
         self._part_locks: dict[str, threading.Lock] = {}  # one per lazily built part (see _once)
         self.startup = StartupStatus()
@@ -78,7 +81,7 @@ class StylusEngine:
     @cached_property
     def store(self) -> CatalogStore:
         from catalog.starter import open_catalog
-        return self._once("store", lambda: open_catalog(self.settings))
+        return self._once("store", lambda: open_catalog(self.settings, seed=self._seed_catalog))
 
     @cached_property
     def retriever(self):
@@ -304,7 +307,7 @@ class StylusEngine:
                                       f"[{MIN_WEIGHT}, {MAX_WEIGHT}]")
                 if found[a.card_id].blocked:
                     raise StylusError(f"adapter {a.card_id!r} is blocked in the catalog")
-        return {card_id: found[card_id] for card_id in seen}
+        return {card_id: found[card_id] for card_id in comp.adapter_ids()}  # in the composition's order
 
     def composition_from_rows(self, prompt: str, rows: list[dict[str, Any]]) -> Composition:
         """Build a composition from an edited keyword/adapter/weight table; a row's optional

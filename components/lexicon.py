@@ -43,3 +43,6 @@ def category_of(words: tuple[str, ...]) -> str | None:
             return cat
     return None
 
+
+if __name__ == "__main__":  # the builder moved to tools/ (issue 15)
+    raise SystemExit("moved: python -m tools.build_lexicon")

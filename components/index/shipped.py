@@ -67,3 +67,6 @@ def load_shipped(path: Path, embedding_model: str) -> tuple[ShippedVectors | Non
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)  # unit length again after float16
     return ShippedVectors(embedding_model, {(r[0], r[1]): matrix[i] for i, r in enumerate(rows)}), ""
 
+
+if __name__ == "__main__":  # the builder moved to tools/ (issue 15)
+    raise SystemExit("moved: python -m tools.starter_vectors")

@@ -48,12 +48,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def adapter_set_id(request: GenerationRequest, variants: list[Variant] | None) -> str:
     """The multiplexed model id of a request: its adapter set (sorted card ids with a non-zero
-    weight in any variant, or the composition's adapters when variants are drawn by the worker),
-    hashed to a short id; :data:`BASE_SET_ID` when it uses no adapter."""
-    if variants is not None:
-        ids = {c for v in variants for c, w in v.weights.items() if w}
-    else:
-        ids = set(request.composition.adapter_ids()) if request.composition is not None else set()
+    weight in any variant; the engine draws the variants), hashed to a short id;
+    :data:`BASE_SET_ID` when it uses no adapter."""
+    ids = {c for v in variants or () for c, w in v.weights.items() if w}
     if not ids:
         return BASE_SET_ID
     return "adapters-" + hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]

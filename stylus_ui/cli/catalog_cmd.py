@@ -134,15 +134,23 @@ def _import_civitai_api(args):
 
 
 def _import_folder(args):
+    _folder_import_allowed(args)
     with _open(args, seed=False) as catalog:
         return _report(catalog.import_folder(args.dir, allow_pickle=args.allow_pickle, progress=True))
 
 
 def _identify(args):
+    _folder_import_allowed(args)
     with _open(args, seed=False) as catalog:
         return _report(catalog.identify_folder(
             args.dir, base_url=args.base_url, token=secret_arg(args.token), offline=args.offline,
             refresh=args.refresh, workers=args.workers, allow_pickle=args.allow_pickle, progress=True))
+
+
+def _folder_import_allowed(args) -> None:
+    """The server-folder policy, checked before the catalog is opened (a refused import creates nothing)."""
+    from catalog.importers.folder import allowed_roots
+    allowed_roots(settings_from_args(args))
 
 
 def _import_hf(args):

@@ -34,7 +34,7 @@ def _refine(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit} must be at least 1")
-    engine = StylusEngine(settings_from_args(args))
+    engine = StylusEngine(settings_from_args(args), seed_catalog=False)  # as before: refine what is there
     report = engine.refine(vlm=args.vlm, limit=args.limit, concurrency=args.concurrency,
                            max_retries=args.max_retries, api_base=args.api_base,
                            api_key=secret_arg(args.api_key), progress=not args.no_progress)

@@ -40,8 +40,6 @@ RETRIEVAL = "retrieval"  # catalog writes: an edit re-indexes
 SELECT, SELECT_CONCURRENCY = "select", 4
 
 
-
-
 @dataclass
 class Panel:
     """The widgets of one generation tab (``mode`` is txt2img, img2img or inpaint)."""
