@@ -28,7 +28,8 @@ import numpy as np
 from catalog.safety import prompt_asks_for
 from components.lexicon import category_of
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
-from components.refiner.purpose import LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, names_medium, real_word
+from components.refiner.purpose import (BODY_WORDS, LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, names_medium,
+                                       real_word)
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
@@ -44,6 +45,13 @@ MEDIUM_FAMILIES = {
                                      "impasto drawing sketch pencil charcoal crayon pastel lineart ink".split()),
     "3d render": frozenset("render 3d cgi lowpoly voxel claymation".split()),
 }
+
+
+def shows_person(terms) -> bool:
+    """Whether an example prompt, as its index terms (``prompt_terms``), puts a person in the
+    image: "1girl, city street" does, "no humans, tree, mountain" does not."""
+    ts = set(terms)
+    return bool(ts & EXAMPLE_PERSON_WORDS) and not ts & NO_PEOPLE_TERMS
 
 
 def media_of(words) -> frozenset[str]:
@@ -73,11 +81,22 @@ PROMPT_PERSON = PERSON_WORDS | frozenset(
     "businessman businesswoman someone everyone anyone hand hands face figure ranger hunter archer "
     "mage sorcerer sorceress paladin cleric thief rogue assassin adventurer hero heroine villain "
     "warrior knight viking gladiator spartan explorer traveler traveller hiker tourist".split())
+# garments: a list of them is someone's outfit ("shirt, jeans, barista")
+GARMENT_WORDS = frozenset(
+    "shirt tshirt blouse jeans pants trousers shorts skirt miniskirt dress gown kimono yukata hanfu "
+    "bikini swimsuit lingerie underwear bra panties stocking stockings thighhigh thighhighs pantyhose "
+    "legwear sock socks boot boots shoe shoes heels sneaker sneakers glove gloves hat cap beret hood "
+    "hoodie sweater jacket coat cloak cape vest suit tie uniform outfit costume armor armour apron "
+    "scarf necklace earring earrings glasses sunglasses mask helmet crown tiara corset leotard "
+    "bodysuit robe gi belt".split())
+# prompt words that name someone, part of someone or what someone wears (segment.is_tag_soup)
+PEOPLE_WORDS = PROMPT_PERSON | BODY_WORDS | GARMENT_WORDS
 
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
 DENSE_CONFIRM_NAME = 0.5  # ... when the adapter's name holds the whole concept ("MG_CORGI" for "corgi")
-DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words
+DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words (ranked with the fits) ...
+DENSE_ALONE_PICK = 0.8  # ... and at which such a fit is picked (dev: 0.72-0.78 were other looks)
 DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's own
 DENSE_RELATED = 0.5  # closer than this without shared words: related (ranked), not picked
 DENSE_POOL = 40  # nearest cards per concept considered without shared words
@@ -85,6 +104,16 @@ STYLE_WORD_MIN, STYLE_WORD_SHARE = 3, 0.5  # a word most of whose named cards ar
 CATEGORY_FACTOR = 0.85  # a category adapter ("food") ranks below one about the concept itself
 NAME_WORD_PENALTY = 0.05  # per name word beyond the concept (plainer names rank first among fits)
 TAG_FACTOR = 0.85  # a concept word found in tags/trigger words only counts this much
+# an adapter whose example prompts nearly all show someone was trained or shown on people: for a
+# prompt without people it ranks below an equally fitting one shown on things (a soft signal, not
+# a refusal: a style is shown on whatever its author liked to draw)
+PEOPLE_SHARE_PENALTY = 0.1
+# ... and one that fits only a part of a prompt concept ("abstract" of "abstract painting") while
+# nearly all its examples show people brings mostly its people: not picked for a prompt without any
+PEOPLE_PART_REFUSE = 0.8
+# words of an example prompt that put a person in it, and phrases that say nobody is there
+EXAMPLE_PERSON_WORDS = PROMPT_PERSON | WOMAN_WORDS | MAN_WORDS
+NO_PEOPLE_TERMS = frozenset({"no_humans", "no_people", "no_person", "nobody"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,7 @@ class Concept:
     words: tuple[str, ...]  # content words, style markers removed
     is_style: bool  # "Minecraft style", "in the style of ..."
     via: str = ""  # for a category stand-in ("food"): the prompt's word it stands for ("pizza")
+    part: bool = False  # a part of a prompt concept ("corgi" of "corgi astronaut"), not all of it
 
     @property
     def head(self) -> str:
@@ -185,13 +215,16 @@ class ConceptIndex:
     idf: dict[str, float] = field(default_factory=dict)
     postings: dict[str, np.ndarray] = field(default_factory=dict)
     vectors: np.ndarray | None = None  # (dim, cards), unit columns (transposed once), or None: lexical only
+    people: np.ndarray | None = None  # per card: share of its example prompts that show a person (0..1)
+    thing_words: frozenset[str] = frozenset()  # name words that mostly name things, not styles ("map")
 
     def set_vectors(self, rows: np.ndarray) -> None:
         """Card vectors as ``(cards, dim)`` rows; kept transposed and contiguous (one fast matmul)."""
         self.vectors = np.ascontiguousarray(np.asarray(rows, dtype=np.float32).T)
 
     @classmethod
-    def build(cls, facts: list, vectors: np.ndarray | None = None) -> "ConceptIndex":
+    def build(cls, facts: list, vectors: np.ndarray | None = None,
+              people: np.ndarray | None = None) -> "ConceptIndex":
         name_words, naming_words, name_phrases, words, brings = [], [], [], [], []
         df: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
@@ -216,8 +249,12 @@ class ConceptIndex:
                 named[w][0] += 1
                 named[w][1] += kinds[i] in ("style", "medium")
         style_words = frozenset(w for w, (n, k) in named.items() if n >= STYLE_WORD_MIN and k >= STYLE_WORD_SHARE * n)
+        thing_words = frozenset(w for w, (n, k) in named.items() if n >= STYLE_WORD_MIN and k < STYLE_WORD_SHARE * n)
         media = [media_of(w for n in f.name_concepts for w in lexer_words(n)) for f in facts]
-        index = cls(name_words, naming_words, name_phrases, words, brings, kinds, style_words, media, idf, postings)
+        index = cls(name_words, naming_words, name_phrases, words, brings, kinds, style_words, media, idf, postings,
+                    thing_words=thing_words)
+        if people is not None:
+            index.people = np.asarray(people, dtype=np.float32)
         if vectors is not None:
             index.set_vectors(vectors)
         return index
@@ -361,6 +398,15 @@ class ConceptHit:
     fits: bool
     why: str  # what it covers, or why it does not fit
     brings_foreign: bool = False  # it brings something the prompt lacks (never ranked up)
+    ranks_as_fit: bool = False  # it fits, but too weakly to be picked: ranked among the fitting ones
+
+
+def looks_word(word: str, style_words: frozenset[str] = frozenset()) -> bool:
+    """Whether a word names a look rather than a thing: a medium or style word ("ink", "mural",
+    "anime"), or a word that mostly names styles and media in the catalog's adapter names."""
+    forms = word_forms(word)
+    return bool(forms & (STYLE_TERMS | STYLE_MARKERS | style_words)) or names_medium([word]) or \
+        any(forms & family for family in MEDIUM_FAMILIES.values())
 
 
 def _is_medium_or_style(concept: Concept) -> bool:
@@ -378,10 +424,10 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
         if "of" in lexer_words(c.text):
             continue  # "statue of liberty", "field of flowers": one thing, not a compound
         if len(c.words) >= 3:  # "surrealist dream-like oil painting" -> "oil painting"
-            out.append((k, Concept(" ".join(c.words[-2:]), c.words[-2:], c.is_style)))
+            out.append((k, Concept(" ".join(c.words[-2:]), c.words[-2:], c.is_style, part=True)))
         for w in c.words[:-1]:
             if w not in COLOURS and len(w) >= 3 and word_zipf(w) < SUB_CONCEPT_ZIPF:
-                out.append((k, Concept(w, (w,), c.is_style)))
+                out.append((k, Concept(w, (w,), c.is_style, part=True)))
     for k, c in enumerate(concepts):
         # an adapter about the whole category serves the concept ("Food Photography" for "pizza")
         cat = category_of(c.words)
@@ -435,14 +481,21 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         if own and not own & ctx.media:  # "Food Photography" for "a painting of food"
             brought.append(f"{' and '.join(sorted(own))} where the prompt asks for {' and '.join(sorted(ctx.media))}")
     extra = index.extra_words(i, con, ctx.words)
+    # for a style or medium, the one other word its name may hold must not be a thing the catalog's
+    # adapters are named for ("Map sketch", "Glass Sculptures" draw maps and glass); a look
+    # ("Chinese Ink painting", "pen sketch") or a word seldom in names ("Dreamscape") may stay
+    things = [w for w in extra if not word_forms(w).isdisjoint(index.thing_words)
+              and not looks_word(w, index.style_words)] if extra_limit else []
+    shown_on_people = float(index.people[i]) if index.people is not None and not ctx.person else 0.0
     score = round((cover * (1.0 if in_name else 0.9) * (CATEGORY_FACTOR if con.via else 1.0) if matched else 0.3) + 0.5 * d
-                  - NAME_WORD_PENALTY * min(index.name_specificity(i, con, ctx.words), 3), 4)
+                  - NAME_WORD_PENALTY * min(index.name_specificity(i, con, ctx.words), 3)
+                  - PEOPLE_SHARE_PENALTY * shown_on_people, 4)
     if brought:
         return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,
                           f"brings {', '.join(brought)}", brings_foreign=True)
     if framing:
         why = f"{con.text!r} only says how the image is framed; too general to pick an adapter for"
-    elif (len(extra) > extra_limit or (extra and not in_name and matched)) and not (
+    elif (len(extra) > extra_limit or (extra and not in_name and matched) or things) and not (
             ctx.any_character and "character" in index.brings[i]) and d < DENSE_EXTRA:
         # a character's name is no extra; a card very close to the concept ("Lunar Landscape" for
         # "moon") says the other words belong to it
@@ -453,6 +506,15 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         why = f"covers only {', '.join(matched)} of {con.text!r}"
     elif matched and d < (DENSE_CONFIRM_NAME if in_name and cover >= 0.999 else DENSE_CONFIRM):
         why = f"shares {', '.join(matched)} but its card is about something else (similarity {d:.2f})"
+    elif con.part and shown_on_people >= PEOPLE_PART_REFUSE:
+        # it fits, but not well enough to pick: ranked with the fitting ones, never composed
+        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,
+                          f"fits only {con.text!r} of the prompt's concept, and {shown_on_people:.0%} of its "
+                          f"example prompts show people where the prompt has none", ranks_as_fit=True)
+    elif not matched and d < DENSE_ALONE_PICK:
+        return ConceptHit(i, k, round(cover, 3), round(d, 3), score, matched, False,
+                          f"close to {con.text!r} ({d:.2f}) but shares no word of it: too little to pick",
+                          ranks_as_fit=True)
     else:
         what = f"its purpose covers {', '.join(matched)}" if matched else f"its card is close to it ({d:.2f})"
         said = f"{con.via!r} as {con.text}" if con.via else repr(con.text)

@@ -30,8 +30,8 @@ from chromadb.errors import ChromaError
 from catalog.card import AdapterCard
 from catalog.settings import Settings
 from components.composer.segment import is_tag_soup, segment
-from components.concepts import (ConceptHit, ConceptIndex, PromptContext, concept_text, concepts_of, expand,
-                                 match_concepts)
+from components.concepts import (EXAMPLE_PERSON_WORDS, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
+                                 concept_text, concepts_of, expand, match_concepts)
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport, Progress
 from components.index.documents import field_terms
@@ -165,7 +165,26 @@ class Retriever:
         sorted_code = code[self._creator_order]
         self._creator_starts = np.r_[0, np.flatnonzero(np.diff(sorted_code)) + 1] if len(code) else np.zeros(0, int)
         self._creator_code = np.searchsorted(sorted_code[self._creator_starts], code) if len(code) else code
-        self.concept_index = ConceptIndex.build(facts)
+        self.concept_index = ConceptIndex.build(facts, people=self._people_shares())
+
+    def _people_shares(self) -> np.ndarray:
+        """Per card, the share of its example prompts that show a person (components/concepts.py
+        ``shows_person``), read from the indexed example prompts' terms (0 without examples)."""
+        lex, n = self.index.prompts, len(self.ids)
+        out = np.zeros(n, dtype=np.float32)
+        if not len(lex.owners) or not len(self._prompt_cards):
+            return out
+        counts = lex.counts.tocsc()
+        cols = lambda words: [c for c in (lex.vocab.get(w, -1) for w in words) if 0 <= c < counts.shape[1]]  # noqa: E731
+        has = np.zeros(counts.shape[0], dtype=bool)
+        person, nobody = cols(EXAMPLE_PERSON_WORDS), cols(NO_PEOPLE_TERMS)
+        if person:
+            has[np.unique(counts[:, person].indices)] = True
+        if nobody:
+            has[np.unique(counts[:, nobody].indices)] = False
+        shown = np.add.reduceat(has[self._prompt_order].astype(np.float32), self._prompt_starts)
+        out[self._prompt_cards] = shown / self._prompt_counts
+        return out
 
     # ---- selection by concept ------------------------------------------------------------
     def concept_hits(self, prompt: str, allowed: np.ndarray | None, notices: list[str] | None = None,
@@ -284,7 +303,7 @@ class Retriever:
             by_concept = np.zeros(len(self.ids), dtype=np.float32)
             for h in found:  # fitting adapters first, then those related to a concept, then the rest
                 if not h.brings_foreign:
-                    value = h.score + (FIT_BONUS if h.fits else 0.0)
+                    value = h.score + (FIT_BONUS if h.fits or h.ranks_as_fit else 0.0)
                     by_concept[h.position] = max(by_concept[h.position], value)
             signals["concept"] = by_concept
             fused = fusion.natural_prompt_weight * fused + fusion.concept * by_concept

@@ -138,6 +138,14 @@ def _phrase_ok(phrase: str) -> bool:
     return bool(words) and all(real_word(w) for w in words)
 
 
+_NOBODY = re.compile(r"^(?:no|without)[ _-]+(?:humans?|people|persons?|characters?)$|^nobody$")
+
+
+def says_nobody(text: str) -> bool:
+    """A tag such as "no humans" or "no_people": the image has no one in it."""
+    return bool(_NOBODY.match(text.strip().lower()))
+
+
 def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, category: str | None = None) -> Purpose:
     """The card's purpose from its facts (see the module docstring). ``category``: the one the
     refiner has just derived (default: the card's effective category, else derived from its tags)."""
@@ -145,9 +153,10 @@ def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, catego
         category = card.curation.category or card.refined.category
         if not category or category == "other":
             category = derive_category(card)
-    tags = [t.strip().lower() for t in card.effective_tags() if t and t.strip()]
+    # a tag or trigger that says nobody is there ("no humans") names no person
+    tags = [t.strip().lower() for t in card.effective_tags() if t and t.strip() and not says_nobody(t)]
     triggers = [p.strip().lower() for t in card.effective_trigger_words() for p in strip_syntax(t).split(",")]
-    triggers = [t for t in triggers if t and len(t) <= 40]
+    triggers = [t for t in triggers if t and len(t) <= 40 and not says_nobody(t)]
     from_name = name_concepts(card.name)
     label_tags = {t for t in tags if t in LABELS or (tag_stats is not None and tag_stats.common(t))}
     concepts = list(from_name)
