@@ -29,7 +29,7 @@ from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
 from catalog.settings import Settings
-from components.composer.segment import is_tag_soup, segment
+from components.composer.segment import prompt_shape, segment
 from components.concepts import (EXAMPLE_PERSON_WORDS, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
                                  concept_text, concepts_of, expand, match_concepts)
 from components.encoder import Embedder, make_embedder
@@ -288,10 +288,12 @@ class Retriever:
         if not self.ids or not prompt.strip():
             return []
         dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
-        by_concept_path = bool(fusion.concept) and not is_tag_soup(prompt)
+        shape = prompt_shape(prompt)
+        by_concept_path = bool(fusion.concept) and shape != "template"
+        rank_by_concept = by_concept_path and shape == "sentence"  # a plain list ranks like a template
         # a sentence is embedded per concept below; the whole-prompt vector would cost a second
         # MiniLM call (~15 ms on one CPU thread) for a signal the concepts' vectors already carry
-        whole = replace(fusion, dense=0.0) if by_concept_path else fusion
+        whole = replace(fusion, dense=0.0) if rank_by_concept else fusion
         signals = self._signals(query_terms, dense_text, whole, notices)
         fused = sum(getattr(whole, k) * _unit(v) for k, v in signals.items()
                     if getattr(whole, k) and k in WHOLE_PROMPT_SIGNALS)
@@ -306,7 +308,8 @@ class Retriever:
                     value = h.score + (FIT_BONUS if h.fits or h.ranks_as_fit else 0.0)
                     by_concept[h.position] = max(by_concept[h.position], value)
             signals["concept"] = by_concept
-            fused = fusion.natural_prompt_weight * fused + fusion.concept * by_concept
+            if rank_by_concept:
+                fused = fusion.natural_prompt_weight * fused + fusion.concept * by_concept
         fused = np.where(allowed & (fused > 0), fused, -np.inf)
         want = min(len(fused), top_k * (3 if filters.one_per_model else 1))
         while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from components.composer.tagger import Model, load_model, spans
 from components.concepts import PEOPLE_WORDS
@@ -66,27 +67,40 @@ _BOORU_MARK = re.compile(r"\b\d+(?:girl|boy|other)s?\b|[()\[\]<>{}]|:\d", re.IGN
 MAX_MODIFIERS = 4  # "a caption, morning light, film photo": at most this many comma items follow it
 
 
-def is_tag_soup(prompt: str) -> bool:
-    """Many short comma items ("1girl, school uniform, library") rather than a sentence.
+PromptShape = Literal["sentence", "list", "template"]
 
-    Such a prompt is read in the adapters' own vocabulary (a creator's template). What plainly is
-    not one is read as a sentence, by concept, with every "brings nothing the prompt lacks" rule
-    (components/concepts.py), when nothing in it is written in booru syntax ("1girl", "(tag:1.2)"):
-    - a caption followed by a few modifiers ("a cup of coffee on a wooden table, morning light,
-      film photo"): its first item reads as one (four words or more, an article or a preposition
-      among them) and at most ``MAX_MODIFIERS`` items follow;
-    - a plain list that names no one ("castle, mountains, sunset, watercolor"): no person, body
-      part or garment (``concepts.PEOPLE_WORDS``) and no quality boilerplate ("masterpiece", "8k").
-    Creator split: 37 of 2,072 dev queries have one of these shapes."""
+
+def prompt_shape(prompt: str) -> PromptShape:
+    """How a prompt is read.
+
+    - ``template``: many short comma items ("1girl, school uniform, library"), written in the
+      adapters' own vocabulary (a creator's template): ranked by the whole prompt and composed
+      by the tag rules.
+    - ``sentence``: a caption, also one followed by a few modifiers ("a cup of coffee on a wooden
+      table, morning light, film photo": a first item of four words or more with an article or a
+      preposition, at most ``MAX_MODIFIERS`` items after it): ranked and composed by concept.
+    - ``list``: short items that plainly are no template ("castle, mountains, sunset,
+      watercolor": no person, body part or garment (``concepts.PEOPLE_WORDS``), no quality
+      boilerplate): ranked like a template (a creator may have written it), composed by concept
+      with every "brings nothing the prompt lacks" rule.
+    Anything in booru syntax ("1girl", "(tag:1.2)") is a template. Creator split: 8 of 2,072 dev
+    queries are sentences with modifiers, 29 plain lists."""
     items = [i for i in prompt.split(",") if i.strip()]
     if len(items) < 3:
-        return False
+        return "sentence"
     short = sum(1 for i in items if len(i.split()) <= 4)
     if short < 0.6 * len(items):
-        return False
+        return "sentence"
     if _BOORU_MARK.search(prompt):
-        return True
-    return not (_caption_with_modifiers(items) or _plain_list_without_people(items))
+        return "template"
+    if _caption_with_modifiers(items):
+        return "sentence"
+    return "list" if _plain_list_without_people(items) else "template"
+
+
+def is_tag_soup(prompt: str) -> bool:
+    """A creator's template (:func:`prompt_shape`): kept out of selection by concept."""
+    return prompt_shape(prompt) == "template"
 
 
 def _plain_list_without_people(items: list[str]) -> bool:
