@@ -89,7 +89,7 @@ GARMENT_WORDS = frozenset(
     "hoodie sweater jacket coat cloak cape vest suit tie uniform outfit costume armor armour apron "
     "scarf necklace earring earrings glasses sunglasses mask helmet crown tiara corset leotard "
     "bodysuit robe gi belt".split())
-# prompt words that name someone, part of someone or what someone wears (segment.is_tag_soup)
+# prompt words that name someone, part of someone or what someone wears (segment.prompt_shape)
 PEOPLE_WORDS = PROMPT_PERSON | BODY_WORDS | GARMENT_WORDS
 
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
