@@ -407,12 +407,13 @@ class StylusEngine:
                 lines.append(report.summary())
         built = self.__dict__.get("retriever")  # a retriever in use keeps its index and follows it
         with self._index_lock, index_lock(self.settings.catalog_dir):
-            index = built.index if built is not None else CardIndex(
-                self.settings, make_embedder(self.settings), allow_other_model=rebuild)
-            result = (index.rebuild if rebuild else index.update)(self.store, progress=progress)
-            if built is not None:
+            if built is not None:  # one update (or rebuild) of its index, then its arrays follow
                 self._catalog_version = self.store.data_version()
-                built.refresh()
+                built.refresh(rebuild=rebuild, progress=progress)
+                result = built.last_report
+            else:
+                index = CardIndex(self.settings, make_embedder(self.settings), allow_other_model=rebuild)
+                result = (index.rebuild if rebuild else index.update)(self.store, progress=progress)
         lines.append(result.summary())
         return lines
 

@@ -124,9 +124,10 @@ class Retriever:
             self.last_report = self.index.update(store, on_progress=on_progress)
         self._arrange()
 
-    def refresh(self) -> str:
-        """Bring the index up to date with the catalog (incremental); returns a summary line."""
-        self.last_report = self.index.update(self.store)
+    def refresh(self, rebuild: bool = False, progress: bool = False) -> str:
+        """Bring the index up to date with the catalog (incremental; ``rebuild``: every card
+        embedded again); returns a summary line."""
+        self.last_report = (self.index.rebuild if rebuild else self.index.update)(self.store, progress=progress)
         self._cards.clear()
         self._field_terms.clear()
         self._arrange()

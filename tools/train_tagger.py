@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
-import gzip
 import json
 import random
 import sys
@@ -29,6 +28,7 @@ CORPORA = ("coco_rank.csv", "parti_prompts.csv")
 
 from components.composer.segment import caption_words, split_clauses, strip_boilerplate, tokenize  # noqa: E402
 from components.composer.tagger import TAGS, WEIGHTS, Model, sentence_features, viterbi  # noqa: E402
+from tools.shipped_files import reproducible_gzip  # noqa: E402
 from components.prompt_text import normalize_word  # noqa: E402
 
 PUNCTUATION = ".,;:!?\"()"  # stripped from both ends of a word before comparing
@@ -114,9 +114,8 @@ def train(rows: list[Row], epochs: int = 6, seed: int = 0) -> Model:
 
 
 def write_weights(model: Model, path: Path = WEIGHTS) -> None:
-    """Write ``model`` as gzipped JSON (sorted keys; no file name or time in the gzip header, so
-    the same model gives the same bytes)."""
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    """Write ``model`` as gzipped JSON (sorted keys; the same model gives the same bytes)."""
+    with reproducible_gzip(path) as gz:
         gz.write(json.dumps(model.to_json(), separators=(",", ":"), sort_keys=True).encode("utf-8"))
 
 

@@ -17,7 +17,7 @@ from components.composer.tagger import Model, load_model, spans
 from components.concepts import PEOPLE_WORDS
 from components.prompt_text import (ADVERBS, ARTICLES, AUXILIARIES, BOILERPLATE, COLOURS, CONJUNCTIONS,  # noqa: F401
                                     FRAMING, GENERIC_VERBS, PREPOSITIONS, PRONOUNS, QUANTITIES, STOPWORDS,
-                                    VERBS_3RD, content_words, normalize_phrase,
+                                    VERBS_3RD, content_words, lexer_words, normalize_phrase,
                                     normalize_word)
 
 
@@ -107,11 +107,11 @@ def _plain_list_without_people(items: list[str]) -> bool:
     texts = [i.strip().lower() for i in items]
     if "_" in "".join(texts) or any(t in BOILERPLATE for t in texts):
         return False
-    return not {normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t)} & PEOPLE_WORDS
+    return not {w for t in texts for w in lexer_words(t)} & PEOPLE_WORDS
 
 
 def _caption_with_modifiers(items: list[str]) -> bool:
-    first = [w.lower() for w in re.findall(r"[\w']+", items[0])]
+    first = lexer_words(items[0])
     return len(first) >= 4 and len(items) <= 1 + MAX_MODIFIERS and bool(set(first) & (ARTICLES | PREPOSITIONS))
 
 
