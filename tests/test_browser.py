@@ -50,6 +50,24 @@ def wait_for_gallery(page, mode: str, count: int) -> None:
     expect(page.locator(f"#{mode}-timings")).to_contain_text("Timings", timeout=TIMEOUT)
 
 
+def set_number(field, value: int) -> None:
+    """Type ``value`` into a number field and commit it (Tab). A field in an accordion that has just
+    opened can still take its first value back from the page while it mounts, so the typing is
+    repeated until the field keeps the number (a few tries, then the usual failure)."""
+    expect(field).to_be_editable()
+    for _ in range(4):
+        field.fill(str(value))
+        field.press("Tab")  # commit the number (change event) before generating
+        try:
+            expect(field).to_have_value(str(value), timeout=3_000)
+            field.page.wait_for_timeout(300)
+            if field.input_value() == str(value):
+                return
+        except AssertionError:
+            pass
+    expect(field).to_have_value(str(value))
+
+
 def mapping_rows(page, mode: str):
     return page.locator(f"#{mode}-mapping [role=row][data-index]")
 
@@ -71,11 +89,7 @@ def test_text_to_image_select_edit_and_regenerate(app):
     assert rows_before >= 2
 
     page.locator("#txt2img-advanced").click()
-    variants = page.get_by_label("Variants").first
-    expect(variants).to_be_editable()  # the accordion has opened
-    variants.fill("2")
-    variants.press("Tab")  # commit the number (change event) before generating
-    expect(variants).to_have_value("2")
+    set_number(page.get_by_label("Variants").first, 2)
     page.get_by_label("Mask strategy").first.click()
     page.get_by_role("option", name="all").click()
     page.locator("#txt2img-generate").click()

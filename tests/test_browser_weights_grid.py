@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.test_browser import TIMEOUT, captions, mapping_cell, mapping_rows, shot, wait_for_gallery
+from tests.test_browser import TIMEOUT, captions, mapping_cell, mapping_rows, set_number, shot, wait_for_gallery
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -58,11 +58,7 @@ def select(page, prompt: str) -> None:
 
 def set_variants(page, n: int, strategy: str) -> None:
     page.locator(f"#{MODE}-advanced").click()
-    variants = page.get_by_label("Variants").first
-    expect(variants).to_be_editable()
-    variants.fill(str(n))
-    variants.press("Tab")  # commit the number before generating
-    expect(variants).to_have_value(str(n))
+    set_number(page.get_by_label("Variants").first, n)
     page.get_by_label("Mask strategy").first.click()
     page.get_by_role("option", name=strategy).click()
 
