@@ -30,13 +30,13 @@ from chromadb.errors import ChromaError
 from catalog.card import AdapterCard
 from catalog.settings import Settings
 from components.composer.segment import prompt_shape, segment
-from components.concepts import (EXAMPLE_PERSON_WORDS, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
+from components.concepts import (EXAMPLE_PERSON_WORDS, NAME_WORD_ZIPF, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
                                  concept_text, concepts_of, expand, match_concepts)
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport, Progress
 from components.index.documents import field_terms
 from components.prompt_text import (MAX_PROMPT_CHARS, content_words, display_term, is_sequence_term, prompt_terms,
-                                    strip_syntax, terms)
+                                    strip_syntax, terms, word_zipf)
 from components.types import Candidate, RetrievalResult, StylusError
 from ground.choices import CHARACTER_POLICIES, CharacterPolicy
 
@@ -151,6 +151,13 @@ class Retriever:
         # words in many character names ("lora", "girl", "outfit", "genshin") name nobody
         common = max(COMMON_NAME_WORD, int(0.002 * len(facts)))
         self._names = {w: v for w, v in self._names.items() if len(v) <= common}
+        # ... but a rare word of the part of a name that names its subject still names it: "a
+        # gundam" names "Gundam RX78" (not the many "<someone> | Gundam SEED" cards); the composer's
+        # own test (composer/naming.py) reads the same words
+        for i, f in enumerate(facts):
+            for word in getattr(f, "naming_words", ()):
+                if word_zipf(word) < NAME_WORD_ZIPF and i not in self._names.get(word, ()):
+                    self._names.setdefault(word, []).append(i)
         owners = np.array([pos[o] for o in self.index.prompts.owners], dtype=np.int64)
         self._prompt_order = np.argsort(owners, kind="stable")
         sorted_owners = owners[self._prompt_order]

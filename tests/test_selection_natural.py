@@ -6,6 +6,7 @@ import pytest
 
 from catalog.card import Curation
 from components.composer import ComposeOptions, compose
+from components.refiner.offline import refine_store
 from tests.retrieval_helpers import card, retriever_over
 
 
@@ -117,3 +118,33 @@ def test_made_up_name_tokens_and_derived_words_match_their_concept():
     hits = index.lexical(Concept("Egyptian style", ("egyptian",), True))
     assert list(hits) == [0] and hits[0][2]  # found in the name
     assert list(index.lexical(Concept("spaceship", ("spaceship",), False))) == [1]
+
+
+def test_a_franchise_word_names_the_character_whose_name_it_is_not_the_series_cast(tmp_path, minilm):
+    """"gundam" is in many character names ("<someone> | Gundam SEED"): there it names the series,
+    not the person, and lets none of them through the character filter; but it is the subject of
+    "Gundam RX78", which the prompt names, so that one is retrieved and picked."""
+    girl = ["1girl, solo, pilot suit, long hair, smile", "1girl, standing, uniform, hangar"]
+    cast = [card(f"civitai-{300 + n}", f"{first} {last} | Mobile Suit Gundam SEED", model_id=300 + n,
+                 tags=["character", "anime", "girl"], triggers=[f"{first.lower()} {last.lower()}"], prompts=girl)
+            for n, (first, last) in enumerate([("Lacus", "Clyne"), ("Murrue", "Ramius"), ("Meer", "Campbell"),
+                                               ("Stella", "Loussier"), ("Lunamaria", "Hawke"), ("Cagalli", "Athha"),
+                                               ("Natarle", "Badgiruel"), ("Flay", "Allster"), ("Miriallia", "Haw"),
+                                               ("Fllay", "Alster"), ("Shiho", "Hahnenfuss"), ("Erica", "Simmons"),
+                                               ("Aisha", "Waltfeld"), ("Meyrin", "Hawke")])]
+    mecha = card("civitai-399", "Gundam RX78", model_id=399, tags=["character", "mecha", "robots", "gundam"],
+                 triggers=["rx78"], prompts=["a giant gundam rx78 robot with a shield, battlefield, ruins, sparks",
+                                             "gundam rx78 robot in space, earth in the background"])
+    r, store = retriever_over([*cast, mecha], tmp_path, minilm)
+    refine_store(store)  # the offline refiner files them as characters
+    r.refresh()
+    try:
+        prompt = "A gundam stands tall with its sword raised in a ruined city."
+        ids, comp, res = select(r, prompt)
+        assert ids == ["civitai-399"], comp.scores.get("unassigned")
+        assert [c.id for c in res.candidates if c.id != "civitai-399"] == []
+        # a prompt that names a person of the cast still gets that person, not the mecha
+        named = [c.id for c in r.retrieve("lacus clyne singing on a stage", top_k=150).candidates]
+        assert "civitai-300" in named and "civitai-399" not in named
+    finally:
+        store.close()
