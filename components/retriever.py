@@ -28,6 +28,7 @@ import numpy as np
 from chromadb.errors import ChromaError
 
 from catalog.card import AdapterCard
+from catalog.safety import prompt_asks_for
 from catalog.settings import Settings
 from components.composer.segment import prompt_shape, segment
 from components.concepts import (EXAMPLE_PERSON_WORDS, NAME_WORD_ZIPF, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
@@ -142,6 +143,7 @@ class Retriever:
         self._nsfw = np.array([f.nsfw for f in facts], dtype=bool)
         self._loadable = np.array([f.loadable for f in facts], dtype=bool)
         self._character = np.array([f.character for f in facts], dtype=bool)
+        self._suggestive = np.array([bool({"suggestive", "sexual"} & set(f.brings)) for f in facts], dtype=bool)
         self._group = np.array([f"m{f.civitai_model_id}" if f.civitai_model_id is not None else f.id
                                 for f in facts], dtype=object)
         self._names: dict[str, list[int]] = {}
@@ -259,8 +261,11 @@ class Retriever:
                     out["dense"][i] = max(sim, 0.0)
         return out
 
-    def _allowed(self, filters: Filters, query_terms: list[str]) -> np.ndarray:
-        key = (filters.base_model, filters.allow_nsfw, filters.loadable_only, filters.characters != "all")
+    def _allowed(self, filters: Filters, query_terms: list[str], suggestive: bool = False) -> np.ndarray:
+        """The cards the filters let through for a prompt of ``query_terms``; ``suggestive``: the
+        prompt itself asks for suggestive content (catalog/safety.py ``prompt_asks_for``)."""
+        key = (filters.base_model, filters.allow_nsfw, filters.loadable_only, filters.characters != "all",
+               suggestive)
         static = self._static_masks.get(key)
         if static is None:  # the query-independent part, computed once per filter setting
             static = np.ones(len(self.ids), dtype=bool)
@@ -268,6 +273,10 @@ class Retriever:
                 static &= (self._base == filters.base_model) | (self._base == "unknown")
             if not filters.allow_nsfw:
                 static &= ~self._nsfw
+                if not suggestive:
+                    # a SFW selection shows a suggestive adapter ("... Swimsuit", "Ass on Table") only
+                    # to a prompt that asks for such content: the composer would never pick it either
+                    static &= ~self._suggestive
             if filters.loadable_only:
                 static &= self._loadable
             if filters.characters != "all":
@@ -279,12 +288,12 @@ class Retriever:
         if not named:
             return static
         ok = static.copy()
-        ok[named] = self._static_masks_named(filters)[named]
+        ok[named] = self._static_masks_named(filters, suggestive)[named]
         return ok
 
-    def _static_masks_named(self, filters: Filters) -> np.ndarray:
+    def _static_masks_named(self, filters: Filters, suggestive: bool) -> np.ndarray:
         """Characters the prompt names pass the character filter, not the other filters."""
-        return self._allowed(replace(filters, characters="all"), [])
+        return self._allowed(replace(filters, characters="all"), [], suggestive)
 
     def rank(self, prompt: str, top_k: int, filters: Filters | None = None,
              fusion: Fusion | None = None, notices: list[str] | None = None,
@@ -305,7 +314,7 @@ class Retriever:
         signals = self._signals(query_terms, dense_text, whole, notices)
         fused = sum(getattr(whole, k) * _unit(v) for k, v in signals.items()
                     if getattr(whole, k) and k in WHOLE_PROMPT_SIGNALS)
-        allowed = self._allowed(filters, query_terms)
+        allowed = self._allowed(filters, query_terms, any(prompt_asks_for(prompt)))
         if by_concept_path:
             concepts, found = self.concept_hits(prompt, allowed, notices, filters.characters)
             if hits is not None:

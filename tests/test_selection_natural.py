@@ -148,3 +148,21 @@ def test_a_franchise_word_names_the_character_whose_name_it_is_not_the_series_ca
         assert "civitai-300" in named and "civitai-399" not in named
     finally:
         store.close()
+
+
+def test_a_sfw_selection_retrieves_a_suggestive_adapter_only_for_a_prompt_that_asks_for_one(tmp_path, minilm):
+    beach = card("civitai-201", "Beach Background", model_id=201, tags=["background", "beach", "sea"],
+                 prompts=["beach, sea, summer sky, palm trees", "a girl on a sandy beach, sunset"])
+    swimsuit = card("civitai-202", "Summer Swimsuit", model_id=202, tags=["clothing", "swimsuit", "beach"],
+                    prompts=["1girl, swimsuit, beach, summer", "1girl, white swimsuit, sea"])
+    r, store = retriever_over([beach, swimsuit], tmp_path, minilm)
+    try:
+        assert swimsuit.effective_rating() == "suggestive"
+        ids = lambda prompt, **kw: [c.id for c in r.retrieve(prompt, top_k=150, **kw).candidates]  # noqa: E731
+        assert ids("1girl, beach, summer, blue sky") == ["civitai-201"]  # suggestive: not even retrieved
+        assert ids("a girl at the beach in summer") == ["civitai-201"]
+        assert "civitai-202" in ids("1girl, swimsuit, beach, summer")  # the prompt asks for it
+        from components.retriever import Filters
+        assert "civitai-202" in ids("1girl, beach, summer", filters=Filters(allow_nsfw=True))
+    finally:
+        store.close()
