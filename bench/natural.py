@@ -15,6 +15,10 @@ grade-2 pick), restraint (prompts with nothing graded 2 that get no wrong pick),
 of the ranking, and the picks nobody judged. A pick nobody judged is never counted as right:
 ``--unjudged-out`` writes them (prompt, adapter facts) for judging with the rubric; the project's
 own judgments live in ``bench/natural_team_judgments.jsonl`` (``"src": "team"``).
+A second table does the same for the tag lists the team wrote (``bench/natural_team_prompts.jsonl``,
+comma-separated, with and without quality boilerplate): precision, wrong and prompts without a pick
+(their picks and each ranking's first three are judged, not every fitting adapter, so coverage,
+restraint and nDCG are not reported there).
 Then selection latency (retrieve 150 + compose, warm, one torch thread) on the shared catalog.
 The catalog is imported, refined and indexed into ``--work`` once (bench/composer_dev.py).
 """
@@ -37,6 +41,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 NATURAL = REPO.parent / "shared" / "data" / "natural"
 TEAM_JUDGMENTS = REPO / "bench" / "natural_team_judgments.jsonl"
+TEAM_PROMPTS = REPO / "bench" / "natural_team_prompts.jsonl"  # tag lists the team wrote (pids t000...)
 
 from components.composer import ComposeOptions, compose  # noqa: E402
 from components.retriever import Fusion  # noqa: E402
@@ -80,10 +85,12 @@ class Tally:
         self.ndcg: list[float] = []
         self.p10: list[float] = []
         self.unjudged: list[dict] = []
+        self.prompts = 0
 
     def add(self, pid: str, prompt: str, picks: list[Candidate], ranked: list[Candidate],
             judged: dict[int, dict]) -> None:
         grades = {m: d["grade"] for m, d in judged.items()}
+        self.prompts += 1
         pm = models(picks)
         gs = [grades.get(m) for m in pm]
         self.picks += gs
@@ -102,6 +109,14 @@ class Tally:
             top = models(ranked)[:10]
             self.ndcg.append(ndcg(top, grades))
             self.p10.append(sum(grades.get(m) == 2 for m in top) / 10)
+
+    def picks_row(self, name: str) -> str:
+        """Precision, wrong, prompts without a pick, picks and unjudged picks (the judged picks only)."""
+        judged = [g for g in self.picks if g is not None]
+        wrong = sum(g == 0 for g in judged) / len(judged) if judged else 0.0
+        precision = sum(self.precision) / len(self.precision) if self.precision else 0.0
+        return (f"{name:28} {precision:>9.2f} {wrong:>6.2f} {self.prompts - len(self.precision):>8} "
+                f"{len(self.picks):>6} {len(self.picks) - len(judged):>9}")
 
     def row(self, name: str) -> str:
         mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
@@ -142,7 +157,39 @@ def main() -> None:
         by_prompt[pid][mid] = d
     options = ComposeOptions(top_k=retriever.settings.adapters_per_topic, characters=retriever.settings.characters)
     top_k = retriever.settings.top_k
-    tallies = {name: Tally() for name in ("stylus", "whole prompt, tag rules", "retriever top-3", "MiniLM top-3")}
+    tallies = score(retriever, prompts, by_prompt, options, top_k, args.show)
+    dev = [d for (pid, _), d in judgments.items() if pid in {p["pid"] for p in prompts}]
+    print(f"\n== Natural prompts (dev): {len(prompts)} prompts, {len(dev):,} judged pairs "
+          f"({sum(d.get('src') == 'team' for d in dev)} by the team); app defaults, top {top_k}")
+    print(f"{'method':28} {'precision':>9} {'wrong':>6} {'coverage':>9} {'restraint':>10} "
+          f"{'nDCG@10':>8} {'P@10':>6} {'picks':>6} {'unjudged':>9}")
+    for name, t in tallies.items():
+        print(t.row(name))
+    print("goal (stylus)                     0.60   0.10      0.70       0.85     0.55")
+    # the team's own tag lists: only the picks (and each ranking's first three) were judged, so
+    # coverage, restraint and nDCG, which need every fitting adapter known, are not reported
+    team = [json.loads(line) for line in TEAM_PROMPTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    team_tallies = score(retriever, team, by_prompt, options, top_k, args.show, dense=False)
+    print(f"\n== Tag lists written by the team ({TEAM_PROMPTS.name}): {len(team)} prompts, picks judged "
+          f"by the team with the same rubric")
+    print(f"{'method':28} {'precision':>9} {'wrong':>6} {'no pick':>8} {'picks':>6} {'unjudged':>9}")
+    for name, t in team_tallies.items():
+        print(t.picks_row(name))
+    tallies = {**{f"{k} (tag lists)": t for k, t in team_tallies.items()}, **tallies}
+    rows = list({(r["pid"], r["id"]): r for t in tallies.values() for r in t.unjudged}.values())  # every row's
+    if args.unjudged_out:
+        args.unjudged_out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"{len(rows)} unjudged picks written to {args.unjudged_out}")
+    if args.latency_queries:
+        latency(retriever, prompts, options, top_k, args.latency_queries)
+    store.close()
+
+
+def score(retriever, prompts: list[dict], by_prompt: dict[str, dict[int, dict]], options: ComposeOptions,
+          top_k: int, show: bool, dense: bool = True) -> dict[str, Tally]:
+    """Every method's picks and ranking on ``prompts``, tallied against the judgments."""
+    names = ["stylus", "whole prompt, tag rules", "retriever top-3"] + (["MiniLM top-3"] if dense else [])
+    tallies = {name: Tally() for name in names}
     dense_only, before = Fusion.dense_only(), Fusion.whole_prompt()
     for p in prompts:
         pid, text = p["pid"], p["prompt"]
@@ -152,7 +199,7 @@ def main() -> None:
         ids = set(comp.adapter_ids())
         picked = [c for c in res.candidates if c.id in ids]
         tallies["stylus"].add(pid, text, picked, res.candidates, judged)
-        if args.show:
+        if show:
             grade = lambda c: judged.get(c.card.civitai_model_id, {}).get("grade", "?")  # noqa: E731
             print(f"{pid} {text[:70]!r}: " + "; ".join(
                 f"{t.keywords[0]} -> {a.name[:40]} [{grade(next(c for c in picked if c.id == a.card_id))}]"
@@ -161,22 +208,10 @@ def main() -> None:
         old = candidates_of(retriever, text, top_k, before)
         old_ids = set(compose(text, old, options).adapter_ids())
         tallies["whole prompt, tag rules"].add(pid, text, [c for c in old if c.id in old_ids], old, judged)
-        dense = candidates_of(retriever, text, 10, dense_only)
-        tallies["MiniLM top-3"].add(pid, text, dense[:3], dense, judged)
-    print(f"\n== Natural prompts (dev): {len(prompts)} prompts, {len(judgments):,} judged pairs "
-          f"({sum(d.get('src') == 'team' for d in judgments.values())} by the team); app defaults, top {top_k}")
-    print(f"{'method':28} {'precision':>9} {'wrong':>6} {'coverage':>9} {'restraint':>10} "
-          f"{'nDCG@10':>8} {'P@10':>6} {'picks':>6} {'unjudged':>9}")
-    for name, t in tallies.items():
-        print(t.row(name))
-    print("goal (stylus)                     0.60   0.10      0.70       0.85     0.55")
-    rows = tallies["stylus"].unjudged + tallies["retriever top-3"].unjudged
-    if args.unjudged_out:
-        args.unjudged_out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        print(f"{len(rows)} unjudged picks written to {args.unjudged_out}")
-    if args.latency_queries:
-        latency(retriever, prompts, options, top_k, args.latency_queries)
-    store.close()
+        if dense:
+            ranked = candidates_of(retriever, text, 10, dense_only)
+            tallies["MiniLM top-3"].add(pid, text, ranked[:3], ranked, judged)
+    return tallies
 
 
 def candidates_of(retriever, text: str, top_k: int, fusion: Fusion) -> list[Candidate]:

@@ -306,8 +306,11 @@ class Retriever:
             return []
         dense_text = re.sub(r"\s+", " ", strip_syntax(prompt)).strip()[:DENSE_QUERY_CHARS]
         shape = prompt_shape(prompt)
-        by_concept_path = bool(fusion.concept) and shape != "template"
-        rank_by_concept = by_concept_path and shape == "sentence"  # a plain list ranks like a template
+        # every prompt is weighed by concept (the composer composes a tag list a user wrote by
+        # concept); only a sentence is also ranked by it: a plain list or a template ranks by the
+        # whole-prompt signals, which find the creator whose template it copies
+        by_concept_path = bool(fusion.concept)
+        rank_by_concept = by_concept_path and shape == "sentence"
         # a sentence is embedded per concept below; the whole-prompt vector would cost a second
         # MiniLM call (~15 ms on one CPU thread) for a signal the concepts' vectors already carry
         whole = replace(fusion, dense=0.0) if rank_by_concept else fusion

@@ -99,8 +99,23 @@ def test_a_curator_rating_and_purpose_change_selection(retriever):
 
 def test_tag_style_prompts_keep_the_whole_prompt_ranking(retriever):
     res = retriever.retrieve("masterpiece, best quality, watercolor, a fox in a meadow", top_k=5)
-    assert res.candidates[0].id == "civitai-106"
-    assert res.candidates[0].concepts is None  # no concept weighing for tag-style prompts
+    assert res.candidates[0].id == "civitai-106"  # its own example prompt, with boilerplate
+    comp = compose("masterpiece, best quality, watercolor, a fox in a meadow", res.candidates)
+    assert comp.adapter_ids() == ["civitai-106"]
+
+
+def test_a_tag_list_gets_the_adapter_whose_template_it_copies_and_nothing_incidental(retriever):
+    # a creator's template (an example prompt of the Ghibli style, its trigger words left out, with
+    # boilerplate): no concept of it asks for the style, but the prompt copies its examples
+    prompt = "masterpiece, best quality, a village by the sea, summer clouds"
+    ids, comp, res = select(retriever, prompt)
+    assert res.candidates[0].id == "civitai-101" and ids == ["civitai-101"]
+    assert "template" in comp.topics[0].adapters[0].reason
+    assert any("Studio Ghibli Style LoRA" in n for n in comp.notices)
+    # a tag list of the user's own, whose words only the girl adapters' example prompts share:
+    # composed by concept, so nothing (the tag rules picked by shared words)
+    ids, comp, _ = select(retriever, "masterpiece, best quality, 1girl, solo, smile, castle, moon")
+    assert "civitai-105" not in ids and "civitai-108" not in ids, comp.scores["unassigned"]
 
 
 def test_made_up_name_tokens_and_derived_words_match_their_concept():
