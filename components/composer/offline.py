@@ -19,14 +19,14 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from catalog.card import AdapterCard
 from components.composer.naming import Subject, names_character, naming_triggers, subject_words
 from components.composer.naming import prompt_words as _prompt_words
 from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
 from components.composer.segment import Segment, is_tag_soup, normalize_phrase, segment
-from components.concepts import PromptContext, concepts_of, foreign
+from components.concepts import PEOPLE_WORDS, PromptContext, concepts_of, foreign
 from components.refiner.purpose import purpose_of
 from components.types import Candidate, Composition, Topic, TopicAdapter
 
@@ -201,12 +201,31 @@ TEMPLATE_LEAD = 1.2
 
 
 def creators_template(candidates: list[Candidate]) -> Candidate | None:
-    """The candidate whose template a tag-style prompt copies, or None (see ``TEMPLATE_LEAD``)."""
+    """The candidate whose template a tag-style prompt copies, or None: the first one, when the
+    prompt shares words with its example prompts and it leads by ``TEMPLATE_LEAD``."""
     if not candidates:
         return None
     first = candidates[0]
+    if not (first.evidence or {}).get("examples"):
+        return None  # it leads by its card text, not by example prompts the list copies
     second = next((c.score for c in candidates[1:] if c.id != first.id), 0.0)
     return first if first.score > 0 and first.score >= TEMPLATE_LEAD * second else None
+
+
+# words of a tag list that put someone in the image without naming who: a body part, a garment,
+# a pose ("dynamic pose", "sitting on chair", "looking at viewer")
+TAG_PERSON_WORDS = PEOPLE_WORDS | frozenset(
+    "pose posing standing sitting lying kneeling squatting looking viewer holding stance barefoot smile "
+    "smiling crying blush".split())
+
+
+def tag_list_people(ctx: PromptContext, prompt_words: set[str]) -> PromptContext:
+    """``ctx`` for a tag list: a body part, garment or pose tag puts a person in it, of either sex
+    unless the list says which."""
+    if not (ctx.person or prompt_words & TAG_PERSON_WORDS):
+        return ctx
+    either = not (ctx.woman or ctx.man)
+    return replace(ctx, person=True, woman=ctx.woman or either, man=ctx.man or either)
 
 
 class OfflineComposer:
@@ -337,14 +356,22 @@ class OfflineComposer:
     def _add_template_owner(self, comp: Composition, segments: list[Segment], candidates: list[Candidate],
                             options: ComposeOptions, prompt_low: str, prompt_words: set[str]) -> None:
         """Add the adapter whose template a tag-style prompt copies (``creators_template``) to the
-        composition by concept, under the tag rules (a character only as the policy allows, no
-        sexual or suggestive content the prompt does not ask for), for the keyword its words match."""
+        composition by concept, under the tag rules and bringing nothing the prompt lacks (a
+        character only as the policy allows, no person, sexual content or slider the prompt does
+        not ask for), for the keyword its words match."""
         own = creators_template(candidates)
-        if own is None or own.id in comp.adapter_ids() or len(comp.adapter_ids()) >= options.max_adapters:
+        chosen = comp.adapter_ids()
+        if own is None or own.id in chosen or len(chosen) >= options.max_adapters:
             return
         j = Judgement(own, profile(own.card))
-        _judge(j, segments, prompt_low, prompt_words, PromptContext.of(prompt_low, options.characters),
-               own.score, options)
+        by_id = {c.id: c for c in candidates}
+        if j.profile.is_style and sum(profile(by_id[i].card).is_style for i in chosen if i in by_id) >= options.max_styles:
+            return
+        ctx = PromptContext.of(prompt_low, options.characters)
+        _judge(j, segments, prompt_low, prompt_words, ctx, own.score, options)
+        brought = brings_foreign(own.card, j.profile, tag_list_people(ctx, prompt_words), prompt_low, prompt_words)
+        if j.decision == "eligible" and brought:  # a man for "1girl, ...", a girl for "food, cake, ..."
+            j.decision, j.reason = "rejected", f"it brings {', '.join(brought)}, which the prompt does not ask for"
         row = next((r for r in comp.scores["candidates"] if r["id"] == own.id), None)
         if j.decision != "eligible":
             if row is not None:
