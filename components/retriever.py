@@ -31,8 +31,8 @@ from catalog.card import AdapterCard
 from catalog.safety import prompt_asks_for
 from catalog.settings import Settings
 from components.composer.segment import prompt_shape, segment
-from components.concepts import (EXAMPLE_PERSON_WORDS, NAME_WORD_ZIPF, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex, PromptContext,
-                                 concept_text, concepts_of, expand, match_concepts)
+from components.concepts import (EXAMPLE_PERSON_WORDS, NAME_WORD_ZIPF, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex,
+                                 PromptContext, concept_text, concepts_of, expand, match_concepts)
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport, Progress
 from components.index.documents import field_terms

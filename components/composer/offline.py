@@ -8,8 +8,9 @@ holds for sentences, captions and tag lists alike. A tag list that copies a crea
 (``creators_template``: one adapter's example prompts match it far better than any other's) also
 gets that adapter, under the tag rules below.
 
-The tag rules compose candidates that were not weighed by concept. For every candidate it asks which prompt keywords the adapter's own purpose (name, trigger
-words, refined keywords, tags) or the retriever's matched evidence cover, then applies the
+The tag rules compose candidates that were not weighed by concept. For every candidate they ask
+which prompt keywords the adapter's own purpose (name, trigger words, refined keywords, tags) or
+the retriever's matched evidence cover, then apply the
 paper's rules: no adapter without a keyword of the prompt, none broader than its topic, characters
 only when the prompt names them, at most ``max_styles`` styles, at most ``top_k`` per topic and
 ``max_adapters`` in all. Every decision is kept in ``Composition.scores`` so the UI can show why.
@@ -352,7 +353,6 @@ class OfflineComposer:
                            seconds=time.perf_counter() - t0, notices=notices,
                            scores={"candidates": rows, "unassigned": why_none, "by": "concept"})
 
-
     def _add_template_owner(self, comp: Composition, segments: list[Segment], candidates: list[Candidate],
                             options: ComposeOptions, prompt_low: str, prompt_words: set[str]) -> None:
         """Add the adapter whose template a tag-style prompt copies (``creators_template``) to the
@@ -365,7 +365,8 @@ class OfflineComposer:
             return
         j = Judgement(own, profile(own.card))
         by_id = {c.id: c for c in candidates}
-        if j.profile.is_style and sum(profile(by_id[i].card).is_style for i in chosen if i in by_id) >= options.max_styles:
+        styles = sum(profile(by_id[i].card).is_style for i in chosen if i in by_id)
+        if j.profile.is_style and styles >= options.max_styles:
             return
         ctx = PromptContext.of(prompt_low, options.characters)
         _judge(j, segments, prompt_low, prompt_words, ctx, own.score, options)
