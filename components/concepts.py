@@ -155,6 +155,10 @@ def _split_style(text: str) -> list[str]:
     return [m.group(1), m.group(2)] if m else [text]
 
 
+# a prompt's own words for "nobody is in the image" (booru "no humans", "without people")
+_NOBODY = re.compile(r"\b(?:no|without)[\s_-]+(?:humans?|people|persons?)\b|\bnobody\b", re.I)
+
+
 @dataclass
 class PromptContext:
     """What the whole prompt contains, for the "brings nothing the prompt lacks" rule."""
@@ -169,7 +173,7 @@ class PromptContext:
 
     @classmethod
     def of(cls, prompt: str, characters: str = "named") -> "PromptContext":
-        words = frozenset(lexer_words(prompt))
+        words = frozenset(lexer_words(_NOBODY.sub(" ", prompt)))  # "no humans" puts nobody in it
         explicit, suggestive = prompt_asks_for(prompt)
         return cls(words=words, person=bool(words & PROMPT_PERSON), woman=bool(words & WOMAN_WORDS),
                    man=bool(words & MAN_WORDS), explicit=explicit, suggestive=suggestive or explicit,

@@ -109,3 +109,12 @@ def test_a_tag_that_says_nobody_is_there_brings_no_person():
     people = card("civitai-310", "Ruins Explorer", model_id=310, tags=["humans", "ruins"],
                   prompts=["an explorer in ruins", "ruins, a woman with a torch"])
     assert "person" in extract_purpose(people).brings
+
+
+def test_a_prompt_that_says_nobody_is_there_asks_for_no_person():
+    from components.concepts import PromptContext, foreign
+    for prompt in ("no humans, mecha, robot, ruined city", "no_humans, scenery", "a quiet street without people"):
+        ctx = PromptContext.of(prompt)
+        assert not ctx.person and foreign(["person"], ctx) == ["a person"], prompt
+    assert PromptContext.of("two people riding an elephant").person
+    assert PromptContext.of("a man in a square, no people around him").person
