@@ -80,3 +80,12 @@ def retriever_over(cards: list[AdapterCard], home, embedder):
     for c in cards:
         store.upsert(c)
     return Retriever(settings, store, embedder=embedder), store
+
+
+def select(retriever, prompt: str, top_k: int = 150):
+    """(picked adapter ids, composition, retrieval) of ``prompt`` at the composer's defaults."""
+    from components.composer import ComposeOptions, compose
+
+    res = retriever.retrieve(prompt, top_k=top_k)
+    comp = compose(prompt, res.candidates, ComposeOptions())
+    return comp.adapter_ids(), comp, res

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.composer import ComposeOptions, compose
 from components.composer.segment import is_tag_soup
-from tests.retrieval_helpers import card, retriever_over
+from tests.retrieval_helpers import card, retriever_over, select
 
 
 @pytest.mark.parametrize("prompt", [
@@ -54,21 +53,16 @@ def retriever(tmp_path, minilm):
     store.close()
 
 
-def select(retriever, prompt: str) -> list[str]:
-    res = retriever.retrieve(prompt, top_k=150)
-    return compose(prompt, res.candidates, ComposeOptions()).adapter_ids()
-
-
 def test_a_list_that_names_no_one_gets_its_style_and_no_girl(retriever):
-    ids = select(retriever, "castle, mountains, sunset, watercolor")
+    ids, _, _ = select(retriever, "castle, mountains, sunset, watercolor")
     assert "civitai-302" in ids and "civitai-301" not in ids
 
 
 def test_a_list_that_names_someone_may_get_an_adapter_that_brings_one(retriever):
-    ids = select(retriever, "long hair, smile, sunset, lake")
+    ids, _, _ = select(retriever, "long hair, smile, sunset, lake")
     assert "civitai-301" in ids
 
 
 def test_a_caption_with_modifiers_gets_no_person_it_did_not_ask_for(retriever):
-    ids = select(retriever, "a cup of coffee on a wooden table, morning light, film photo")
+    ids, _, _ = select(retriever, "a cup of coffee on a wooden table, morning light, film photo")
     assert "civitai-304" in ids and "civitai-303" not in ids

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.composer import ComposeOptions, compose
 from components.concepts import media_of, word_forms, with_stems
 from components.lexicon import category_of
 from components.refiner.purpose import extract_purpose, names_medium
-from tests.retrieval_helpers import card, retriever_over
+from tests.retrieval_helpers import card, retriever_over, select
 
 
 def knowledge_catalog():
@@ -39,40 +38,34 @@ def retriever(tmp_path, minilm):
     store.close()
 
 
-def select(retriever, prompt: str):
-    res = retriever.retrieve(prompt, top_k=150)
-    comp = compose(prompt, res.candidates, ComposeOptions())
-    return comp.adapter_ids(), comp
-
-
 def test_a_food_adapter_serves_a_dish_the_prompt_names(retriever):
-    ids, comp = select(retriever, "this is a slice of pizza on a yellow plate")
+    ids, comp, _ = select(retriever, "this is a slice of pizza on a yellow plate")
     assert ids == ["civitai-201"]
     topic = comp.topics[0]
     assert topic.keywords == ["pizza"] and "'pizza' as food" in topic.adapters[0].reason
 
 
 def test_a_photography_adapter_is_not_picked_for_a_painting(retriever):
-    ids, comp = select(retriever, "a painting of a slice of pizza")
+    ids, comp, _ = select(retriever, "a painting of a slice of pizza")
     assert "civitai-201" not in ids
     assert "photography where the prompt asks for painting or drawing" in comp.scores["unassigned"]["pizza"]
 
 
 def test_derived_word_forms_match(retriever):
-    ids, _ = select(retriever, "a vase in the style of Egyptian hieroglyphics")
+    ids, _, _ = select(retriever, "a vase in the style of Egyptian hieroglyphics")
     assert ids == ["civitai-202"]
-    ids, _ = select(retriever, "a surrealist painting of a clock tower")
+    ids, _, _ = select(retriever, "a surrealist painting of a clock tower")
     assert "civitai-206" in ids
 
 
 def test_a_style_adapter_is_foreign_to_an_object_concept(retriever):
-    ids, comp = select(retriever, "a knight holding a long sword")
+    ids, comp, _ = select(retriever, "a knight holding a long sword")
     assert "civitai-203" not in ids
     assert "style the prompt does not ask for" in comp.scores["unassigned"]["long sword"]
 
 
 def test_every_piece_of_the_name_counts_as_what_it_brings(retriever):
-    ids, comp = select(retriever, "a map of Australia")
+    ids, comp, _ = select(retriever, "a map of Australia")
     assert ids == []
     assert "harbor" in comp.scores["unassigned"]["map"] and "town" in comp.scores["unassigned"]["map"]
 
@@ -80,17 +73,17 @@ def test_every_piece_of_the_name_counts_as_what_it_brings(retriever):
 def test_an_outfit_named_art_is_no_medium_and_brings_a_person(retriever):
     purpose = extract_purpose(retriever.store.get("civitai-205"))
     assert purpose.kind == "clothing" and "person" in purpose.brings
-    ids, _ = select(retriever, "a boxing ring with ropes and a bell")
+    ids, _, _ = select(retriever, "a boxing ring with ropes and a bell")
     assert "civitai-205" not in ids
 
 
 def test_a_style_named_for_where_it_comes_from_still_fits(retriever):
-    ids, _ = select(retriever, "a watercolor painting of a lighthouse at dusk")
+    ids, _, _ = select(retriever, "a watercolor painting of a lighthouse at dusk")
     assert ids == ["civitai-207"]  # "in the style of Jane Doe" names the style's source, not more things
 
 
 def test_one_adapter_serves_one_concept_and_the_other_says_so(retriever):
-    ids, comp = select(retriever, "a bowl of ramen with a boiled egg, food photography")
+    ids, comp, _ = select(retriever, "a bowl of ramen with a boiled egg, food photography")
     assert ids == ["civitai-201"] and comp.topics[0].keywords == ["food photography"]
     assert comp.scores["unassigned"]["boiled egg"] == "its fitting adapter serves 'food photography' already"
 

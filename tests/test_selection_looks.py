@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from components import concepts
-from components.composer import ComposeOptions, compose
 from components.concepts import shows_person
 from components.prompt_text import prompt_terms
-from tests.retrieval_helpers import card, retriever_over
+from tests.retrieval_helpers import card, retriever_over, select
 
 
 def looks_catalog():
@@ -45,12 +44,6 @@ def retriever(tmp_path_factory, minilm):
     r, store = retriever_over(looks_catalog(), tmp_path_factory.mktemp("looks"), minilm)
     yield r
     store.close()
-
-
-def select(retriever, prompt: str):
-    res = retriever.retrieve(prompt, top_k=150)
-    comp = compose(prompt, res.candidates, ComposeOptions())
-    return comp.adapter_ids(), comp, res
 
 
 def test_an_example_prompt_shows_a_person_unless_it_says_nobody_is_there():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from catalog.card import Curation
-from components.composer import ComposeOptions, compose
+from components.composer import compose
 from components.refiner.offline import refine_store
-from tests.retrieval_helpers import card, retriever_over
+from tests.retrieval_helpers import card, retriever_over, select
 
 
 def natural_catalog():
@@ -41,12 +41,6 @@ def retriever(tmp_path, minilm):
     r, store = retriever_over(natural_catalog(), tmp_path, minilm)
     yield r
     store.close()
-
-
-def select(retriever, prompt: str) -> tuple[list[str], object, object]:
-    res = retriever.retrieve(prompt, top_k=150)
-    comp = compose(prompt, res.candidates, ComposeOptions())
-    return comp.adapter_ids(), comp, res
 
 
 def test_ghibli_style_is_picked_for_a_castle_that_looks_like_studio_ghibli(retriever):
