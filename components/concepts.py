@@ -28,8 +28,8 @@ import numpy as np
 from catalog.safety import prompt_asks_for
 from components.lexicon import category_of
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
-from components.refiner.purpose import (BODY_WORDS, LABELS, MAN_WORDS, PERSON_WORDS, WOMAN_WORDS, names_medium,
-                                       real_word)
+from components.refiner.purpose import (BODY_WORDS, LABELS, MAN_WORDS, NOBODY, PERSON_WORDS, WOMAN_WORDS,
+                                       names_medium, real_word)
 
 # words that mark a concept as a style or medium without being its subject
 STYLE_MARKERS = frozenset("style styled styles art artwork aesthetic look theme themed inspired".split())
@@ -155,10 +155,6 @@ def _split_style(text: str) -> list[str]:
     return [m.group(1), m.group(2)] if m else [text]
 
 
-# a prompt's own words for "nobody is in the image" (booru "no humans", "without people")
-_NOBODY = re.compile(r"\b(?:no|without)[\s_-]+(?:humans?|people|persons?)\b|\bnobody\b", re.I)
-
-
 @dataclass
 class PromptContext:
     """What the whole prompt contains, for the "brings nothing the prompt lacks" rule."""
@@ -173,7 +169,7 @@ class PromptContext:
 
     @classmethod
     def of(cls, prompt: str, characters: str = "named") -> "PromptContext":
-        words = frozenset(lexer_words(_NOBODY.sub(" ", prompt)))  # "no humans" puts nobody in it
+        words = frozenset(lexer_words(NOBODY.sub(" ", prompt)))  # "no humans" puts nobody in it
         explicit, suggestive = prompt_asks_for(prompt)
         return cls(words=words, person=bool(words & PROMPT_PERSON), woman=bool(words & WOMAN_WORDS),
                    man=bool(words & MAN_WORDS), explicit=explicit, suggestive=suggestive or explicit,

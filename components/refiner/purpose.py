@@ -138,12 +138,14 @@ def _phrase_ok(phrase: str) -> bool:
     return bool(words) and all(real_word(w) for w in words)
 
 
-_NOBODY = re.compile(r"^(?:no|without)[ _-]+(?:humans?|people|persons?|characters?)$|^nobody$")
+# "no humans", "no_people", "without people", "nobody": the image has no one in it (a card's tag or
+# trigger word, or a phrase of a prompt: components/concepts.py PromptContext)
+NOBODY = re.compile(r"\b(?:no|without)[\s_-]+(?:humans?|people|persons?|characters?)\b|\bnobody\b", re.I)
 
 
 def says_nobody(text: str) -> bool:
     """A tag such as "no humans" or "no_people": the image has no one in it."""
-    return bool(_NOBODY.match(text.strip().lower()))
+    return bool(NOBODY.fullmatch(text.strip()))
 
 
 def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, category: str | None = None) -> Purpose:
