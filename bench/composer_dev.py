@@ -40,7 +40,7 @@ CATALOG_FILE = DATA / "civitai-loras-2023-07.jsonl.gz"
 DEV_FILE = DATA / "lora-queries-dev.jsonl.gz"
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "stylus-composer-bench"
 TOP_K = 150
-CACHE_VERSION = 6  # 5: candidates carry their concept rows (selection by concept); 6: tag-style prompts too. Bump when the retriever's ranking changes in a way the catalog state misses
+CACHE_VERSION = 7  # 5: candidates carry their concept rows (selection by concept); 6: tag-style prompts too; 7: related adapters ranked up in sentences. Bump when the retriever's ranking changes in a way the catalog state misses
 
 
 def log(message: str) -> None:

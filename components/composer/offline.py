@@ -26,7 +26,7 @@ from catalog.card import AdapterCard
 from components.composer.naming import Subject, names_character, naming_triggers, subject_words
 from components.composer.naming import prompt_words as _prompt_words
 from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
-from components.composer.segment import Segment, is_tag_soup, normalize_phrase, segment
+from components.composer.segment import TEMPLATE_LEAD, Segment, is_tag_soup, normalize_phrase, segment
 from components.concepts import PEOPLE_WORDS, PromptContext, concepts_of, foreign
 from components.refiner.purpose import purpose_of
 from components.types import Candidate, Composition, Topic, TopicAdapter
@@ -191,14 +191,6 @@ def _reason(j: Judgement, seg_text: str) -> str:
     hits = sorted(set(normalize_phrase(seg_text)) & j.profile.own)
     via = f"its name/tags cover {', '.join(hits)}" if hits else "retrieval evidence matches it"
     return f"fits {seg_text!r}: {via} (score {j.score:.2f})"
-
-
-# A tag-style prompt is a creator's template when the retriever's first candidate leads the second
-# by this factor: its example prompts (and its creator's) match the prompt far better than any
-# other adapter's. Creator split (dev), the creator's adapter first: median lead 1.83, 81 % at 1.2
-# or more; first candidate someone else's: median lead 1.04. A tag list a user wrote leads by
-# about 1.1. Every tag list is composed by concept; a template also gets the adapter it copies.
-TEMPLATE_LEAD = 1.2
 
 
 def creators_template(candidates: list[Candidate]) -> Candidate | None:
