@@ -175,3 +175,37 @@ def test_a_sfw_selection_retrieves_a_suggestive_adapter_only_for_a_prompt_that_a
         assert "civitai-202" in ids("1girl, beach, summer", filters=Filters(allow_nsfw=True))
     finally:
         store.close()
+
+
+def test_in_a_sentence_an_adapter_related_to_a_concept_ranks_above_ones_that_only_share_other_words(tmp_path, minilm):
+    """The retrieved list of a sentence: the adapters related to one of its concepts (here a
+    lighthouse adapter that is about postcards as well, so not picked) come before adapters whose
+    example prompts share only the sentence's other words; unless the sentence copies one
+    adapter's example prompts, which then keeps its place."""
+    said = "shining brightly and glowing softly, seen yesterday evening, standing proudly"
+    lighthouse = card("civitai-501", "Lighthouse Postcards | Vintage", model_id=501,
+                      tags=["lighthouse", "postcard", "vintage"],
+                      prompts=["vintage postcard of a lighthouse, sepia, coast", "postcard, lighthouse at dusk"])
+    film = card("civitai-502", "Film Look", model_id=502, tags=["concept"],
+                prompts=[f"a street {said}", f"a room {said}"])
+    tint = card("civitai-503", "Retro Tint", model_id=503, tags=["concept"],
+                prompts=[f"a shop {said}", f"a car {said}"])
+    prompt = f"a lighthouse {said}"
+    r, store = retriever_over([lighthouse, film, tint], tmp_path, minilm)
+    refine_store(store)
+    r.refresh()
+    try:
+        res = r.retrieve(prompt, top_k=10)
+        assert [c.id for c in res.candidates][0] == "civitai-501", [(c.card.name, c.score) for c in res.candidates]
+        assert not any(row["fits"] for row in res.candidates[0].concepts)  # related, not fitting
+        assert select(r, prompt)[0] == []
+    finally:
+        store.close()
+    # one adapter's example prompts alone match the sentence: it copies them, and that adapter leads
+    r, store = retriever_over([lighthouse, film], tmp_path / "copied", minilm)
+    refine_store(store)
+    r.refresh()
+    try:
+        assert [c.id for c in r.retrieve(prompt, top_k=10).candidates][0] == "civitai-502"
+    finally:
+        store.close()
