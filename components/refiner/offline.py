@@ -25,7 +25,7 @@ from components.prompt_text import phrases
 from components.refiner.categories import category
 from components.refiner.purpose import TagStats, extract_purpose
 
-REFINER_NAME = "offline-6"  # 2: records the purpose (components/refiner/purpose.py)
+REFINER_NAME = "offline-7"  # 2: records the purpose (components/refiner/purpose.py); 7: an artist's movements
 DEFAULT_WEIGHT = 0.8
 MAX_KEYWORDS = 12
 BOILERPLATE_SHARE = 0.04  # a phrase in more than 4% of cards says nothing about any one card

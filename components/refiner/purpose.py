@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from catalog.card import AdapterCard, Purpose
+from components.lexicon import artist_movements
 from components.prompt_text import content_words, lexer_words, strip_syntax, word_zipf
 from components.refiner.categories import category as derive_category
 
@@ -162,20 +163,21 @@ def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, catego
     from_name = name_concepts(card.name)
     label_tags = {t for t in tags if t in LABELS or (tag_stats is not None and tag_stats.common(t))}
     concepts = list(from_name)
+    identity_words = set()
+    for text in [card.name, *tags, *triggers]:
+        identity_words.update(lexer_words(text.replace("_", " ")))
+    kind = _kind(card, category, tags, bool(identity_words & SLIDER_WORDS) or category == "tool")
+    concepts += movements_of(card.name, kind)
     concepts += [t for t in tags if t not in label_tags and not _CJK.search(t) and t not in CHARACTER_TAGS
                  and not set(t.split()) <= PERSON_WORDS]
     concepts += [t for t in triggers if _phrase_ok(t) and not set(content_words(t)) <= PERSON_WORDS | LABELS]
     concepts = [c for c in dict.fromkeys(concepts) if content_words(c)][:MAX_CONCEPTS]
 
-    identity_words = set()
-    for text in [card.name, *tags, *triggers]:
-        identity_words.update(lexer_words(text.replace("_", " ")))
     brings: list[str] = []
     if card.is_character() or set(tags) & CHARACTER_TAGS:
         brings.append("character")
     if set(tags) & FRANCHISE_TAGS:
         brings.append("franchise")
-    kind = _kind(card, category, tags, bool(identity_words & SLIDER_WORDS) or category == "tool")
     # a style or medium is shown on whatever its author liked to draw; a subject adapter whose
     # examples are nearly all girls draws one
     girls_in_examples = kind not in ("style", "medium") and _examples_share(card, WOMAN_WORDS) >= GIRL_EXAMPLE_SHARE
@@ -194,6 +196,14 @@ def extract_purpose(card: AdapterCard, tag_stats: TagStats | None = None, catego
     if kind == "utility":
         brings.append("slider")
     return Purpose(concepts=concepts, kind=kind, brings=brings)
+
+
+def movements_of(name: str, kind: str) -> list[str]:
+    """The art movements of the artist a style or medium is named for ("Pollock/NewYorkSchool":
+    abstract expressionism; components/lexicon.py), none for other kinds."""
+    if kind not in ("style", "medium"):
+        return []
+    return [m for ms in artist_movements(lexer_words(name.replace("_", " "))).values() for m in ms]
 
 
 def _examples_share(card: AdapterCard, words: frozenset[str]) -> float:
