@@ -135,3 +135,18 @@ def test_a_style_named_for_an_artist_draws_the_artists_movement(tmp_path, minilm
         assert select(r, "a lighthouse at the harbor")[0] == []
     finally:
         store.close()
+
+
+def test_words_run_together_in_a_name_are_read_apart(tmp_path, minilm):
+    """"EdobHorse": MiniLM reads the run-together name as word pieces that miss "horse"; read apart,
+    the card is close enough to "horses" to confirm what its tags say."""
+    from components.index.documents import dense_text
+    horse = card("civitai-221", "EdobHorse", model_id=221, tags=["animals", "photorealistic", "equine", "horse"],
+                 prompts=["a white horse galloping on a beach", "a brown horse in a stable"])
+    assert dense_text(horse).startswith("Edob Horse.")
+    r, store = retriever_over([horse], tmp_path, minilm)
+    try:
+        ids, comp, _ = select(r, "Horses pulling a carriage on the moon's surface")
+        assert ids == ["civitai-221"], comp.scores["unassigned"]
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from components.composer.naming import subject_words
 from components.refiner.purpose import movements_of, name_concepts, purpose_of
 
 MAX_DENSE_CHARS = 80  # ~20 tokens: MiniLM cost grows fast with length (CPU, 2 cores)
-INDEX_FORMAT = 10  # 6: purpose facts (concepts, name concepts, kind, brings); 7: naming words; 8: screen v2; 9: LoHa, LoKr, DoRA loadable; 10: an artist style's movements in its dense text. Bump when documents change shape: every card is then re-indexed
+INDEX_FORMAT = 11  # 6: purpose facts (concepts, name concepts, kind, brings); 7: naming words; 8: screen v2; 9: LoHa, LoKr, DoRA loadable; 10: an artist style's movements in its dense text; 11: run-together name words apart. Bump when documents change shape: every card is then re-indexed
 
 
 @dataclass
@@ -73,7 +73,10 @@ def _name_words(card: AdapterCard) -> list[str]:
 def dense_text(card: AdapterCard) -> str:
     # the movements of an artist a style is named for say what the name alone does not to MiniLM
     movements = movements_of(card.name, purpose_of(card).kind)
-    parts = [card.name, card.effective_category(), ", ".join(card.effective_tags()[:3]), ", ".join(movements)]
+    # words run together in a name ("EdobHorse", "OldEgyptAI") are read apart: MiniLM's word
+    # pieces of the run-together form miss the words ("horse")
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", card.name)
+    parts = [name, card.effective_category(), ", ".join(card.effective_tags()[:3]), ", ".join(movements)]
     text = ". ".join(p.strip() for p in parts if p and p.strip())
     return re.sub(r"[_()\[\]{}<>]", " ", text)[:MAX_DENSE_CHARS]
 
