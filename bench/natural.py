@@ -122,9 +122,10 @@ class Tally:
         mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
         judged = [g for g in self.picks if g is not None]
         wrong = sum(g == 0 for g in judged) / len(judged) if judged else 0.0
-        nd = f"{mean(self.ndcg):>8.2f} {mean(self.p10):>6.2f}" if self.ndcg else f"{'-':>8} {'-':>6}"
-        return (f"{name:28} {mean(self.precision):>9.2f} {wrong:>6.2f} {mean(self.coverage):>9.2f} "
-                f"{mean(self.restraint):>10.2f} {nd} {len(self.picks):>6} {len(self.picks) - len(judged):>9}")
+        # three decimals: a figure next to its goal ("0.55") must not round onto it
+        nd = f"{mean(self.ndcg):>8.3f} {mean(self.p10):>6.3f}" if self.ndcg else f"{'-':>8} {'-':>6}"
+        return (f"{name:28} {mean(self.precision):>9.3f} {wrong:>6.3f} {mean(self.coverage):>9.3f} "
+                f"{mean(self.restraint):>10.3f} {nd} {len(self.picks):>6} {len(self.picks) - len(judged):>9}")
 
 
 def unjudged_row(pid: str, prompt: str, c: Candidate) -> dict:
@@ -165,7 +166,7 @@ def main() -> None:
           f"{'nDCG@10':>8} {'P@10':>6} {'picks':>6} {'unjudged':>9}")
     for name, t in tallies.items():
         print(t.row(name))
-    print("goal (stylus)                     0.60   0.10      0.70       0.85     0.55")
+    print("goal (stylus)                    0.600  0.100     0.700      0.850    0.550")
     # the team's own tag lists: only the picks (and each ranking's first three) were judged, so
     # coverage, restraint and nDCG, which need every fitting adapter known, are not reported
     team = [json.loads(line) for line in TEAM_PROMPTS.read_text(encoding="utf-8").splitlines() if line.strip()]
