@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from catalog.card import LOADABLE_TYPES, AdapterCard
+from catalog.card import LOADABLE_TYPES, AdapterCard, Purpose
 from components.prompt_text import is_sequence_term, phrase_key, phrases, prompt_terms, raw_words, terms
 from components.composer.naming import subject_words
 from components.refiner.purpose import movements_of, name_concepts, purpose_of
@@ -70,9 +70,10 @@ def _name_words(card: AdapterCard) -> list[str]:
     return sorted(words)
 
 
-def dense_text(card: AdapterCard) -> str:
+def dense_text(card: AdapterCard, purpose: Purpose | None = None) -> str:
+    """The text MiniLM embeds for a card; ``purpose``: its purpose when the caller has it already."""
     # the movements of an artist a style is named for say what the name alone does not to MiniLM
-    movements = movements_of(card.name, purpose_of(card).kind)
+    movements = movements_of(card.name, (purpose or purpose_of(card)).kind)
     # words run together in a name ("EdobHorse", "OldEgyptAI") are read apart: MiniLM's word
     # pieces of the run-together form miss the words ("horse")
     name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", card.name)
@@ -99,7 +100,7 @@ def card_documents(card: AdapterCard) -> CardDocuments:
     if "character" in purpose.brings or "franchise" in purpose.brings:
         subject = subject_words(card)  # the composer's own test of "the prompt names it"
         facts.naming_words = sorted(subject.words - subject.series)
-    text = dense_text(card)
+    text = dense_text(card, purpose)
     blob = json.dumps([INDEX_FORMAT, facts.to_dict(), text, len(card_terms), len(examples)], ensure_ascii=False)
     return CardDocuments(facts=facts, card_terms=card_terms, prompt_terms=examples, dense_text=text,
                          index_hash=hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24])
