@@ -22,11 +22,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, Callable
 
 import numpy as np
 
 from catalog.safety import prompt_asks_for
-from components.lexicon import category_of, names_artist
+from components.lexicon import artist_movements, category_of
 from components.prompt_text import COLOURS, content_words, lexer_words, normalize_word, word_zipf
 from components.refiner.purpose import (BODY_WORDS, LABELS, MAN_WORDS, NOBODY, PERSON_WORDS, WOMAN_WORDS,
                                        names_medium, real_word)
@@ -142,7 +143,8 @@ def concepts_of(segments) -> list[Concept]:
         if not words or set(words) <= COLOURS or words in seen:
             continue
         seen.add(words)
-        out.append(Concept(text, words, is_style))
+        # a painter's name asks for their style: "water lilies by Claude Monet"
+        out.append(Concept(text, words, is_style or bool(artists_named(words, False))))
     return out
 
 
@@ -321,12 +323,13 @@ class ConceptIndex:
         prompt_forms = with_stems(prompt_words)
         own = with_stems(concept.words) | prompt_forms
         style = bool(self.kinds) and self.kinds[i] in ("style", "medium")
+        artist = _artist_words(self.name_phrases[i]) if style else frozenset()
         out = set()
         for w in (w for p in phrases for w in p):
             if len(w) < 3 or not w.isalpha() or not word_forms(w).isdisjoint(prompt_forms):
                 continue
-            if style and names_artist(w):  # the artist a style comes from ("Pollock") is no other subject
-                continue
+            if w in artist:
+                continue  # the artist a style comes from ("Pollock", "Claude Monet") is no other subject
             pieces = (compound_parts(w) if parts else ()) or (w,)
             out.update(x for x in pieces if word_forms(x).isdisjoint(own) and x not in NAME_NOISE
                        and x not in KIND_WORDS and x not in LABELS and x not in STYLE_MARKERS)
@@ -351,6 +354,12 @@ STEM_MAX_ZIPF = 5.0  # a stem more common than this is too general to join forms
 
 
 @lru_cache(maxsize=200_000)
+@lru_cache(maxsize=4096)
+def _artist_words(phrases: tuple[tuple[str, ...], ...]) -> frozenset[str]:
+    """The words of a name that name an artist the lexicon knows, first names included."""
+    return frozenset(w for p in phrases for name in artist_movements(list(p)) for w in name.split())
+
+
 def word_forms(word: str) -> frozenset[str]:
     """``word`` and its derivational stem, when that is a rarer real word: "egyptian" -> egypt,
     "surrealist" and "surrealism" -> surreal; matching compares forms, so each finds the others."""
@@ -436,6 +445,37 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
         cat = category_of(c.words)
         if cat is not None and cat not in c.words and not c.is_style:
             out.append((k, Concept(cat, (cat,), False, via=" ".join(c.words))))
+        # ... and one in the movement of the artist it names ("surrealism" for "in the style of Dali")
+        for name, movements in artists_named(c.words, c.is_style).items():
+            out += [(k, Concept(m, tuple(content_words(m)), True, via=name)) for m in movements
+                    if content_words(m) and not set(content_words(m)) & set(c.words)]
+    return out
+
+
+def artists_named(words: tuple[str, ...], as_style: bool) -> dict[str, tuple[str, ...]]:
+    """{artist: movements} for the artists ``words`` name (components/lexicon.py): by a full name
+    or a rare surname ("Monet", "Dali"); a surname that is a common word ("Davis", "Stella") only
+    when ``as_style`` ("in the style of Davis")."""
+    return {name: ms for name, ms in artist_movements(list(words)).items()
+            if as_style or " " in name or word_zipf(name) < NAME_WORD_ZIPF}
+
+
+def widest_first(ranked: list, covers: Callable[[Any], frozenset[str]]) -> list:
+    """``ranked`` (best first) reordered so that an item whose ``covers`` (the words of a prompt
+    concept an adapter's purpose holds) strictly contains another's comes before it: for "dutch
+    baroque painting", "Rubens - Style" (baroque, painting) before "BaroqueAI" (baroque), whatever
+    their scores. Items that cover no word (fitting by their card's closeness) keep their place."""
+    held = [covers(x) for x in ranked]
+    out, rest = [], list(range(len(ranked)))
+    while rest:
+        pick = rest[0]
+        while held[pick]:
+            wider = next((x for x in rest if held[x] > held[pick]), None)
+            if wider is None:
+                break
+            pick = wider
+        out.append(ranked[pick])
+        rest.remove(pick)
     return out
 
 

@@ -63,11 +63,6 @@ def artist_movements(words: list[str]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def names_artist(word: str) -> bool:
-    """Whether ``word`` is the name of an artist the table knows ("pollock", "monet")."""
-    return word in _artists()
-
-
 def category_of(words: tuple[str, ...]) -> str | None:
     """The category of the thing the last words name ("hot dog" -> food, "dog" -> animal): the
     longest known ending of ``words`` decides."""

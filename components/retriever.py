@@ -32,7 +32,8 @@ from catalog.safety import prompt_asks_for
 from catalog.settings import Settings
 from components.composer.segment import TEMPLATE_LEAD, prompt_shape, segment
 from components.concepts import (EXAMPLE_PERSON_WORDS, NAME_WORD_ZIPF, NO_PEOPLE_TERMS, ConceptHit, ConceptIndex,
-                                 PromptContext, concept_text, concepts_of, expand, match_concepts)
+                                 PromptContext, concept_text, concepts_of, expand, match_concepts,
+                                 widest_first)
 from components.encoder import Embedder, make_embedder
 from components.index.card_index import CardIndex, IndexReport, Progress
 from components.index.documents import field_terms
@@ -119,6 +120,30 @@ def _leads(scores: np.ndarray, allowed: np.ndarray, groups: np.ndarray) -> bool:
     return float(ok[first]) >= TEMPLATE_LEAD * max(second, 0.0)
 
 
+def _concept_values(found: list[ConceptHit], related: float) -> list[tuple[int, float]]:
+    """(card position, value) of every hit that brings nothing foreign: its score plus
+    ``FIT_BONUS`` when it fits (``related`` when it is only related). Among the adapters that fit
+    one concept, an adapter whose purpose holds more of its words than another's takes the
+    better value (``widest_first``), as the composer picks it."""
+    covers: dict[tuple[int, int], frozenset[str]] = {}
+    for h in found:
+        covers[h.concept, h.position] = covers.get((h.concept, h.position), frozenset()) | frozenset(h.matched)
+    out: list[tuple[int, float]] = []
+    fitting: dict[int, dict[int, float]] = {}  # concept -> position -> best fitting value
+    for h in found:
+        if h.brings_foreign:
+            continue
+        if h.fits or h.ranks_as_fit:
+            best = fitting.setdefault(h.concept, {})
+            best[h.position] = max(best.get(h.position, -np.inf), h.score + FIT_BONUS)
+        else:
+            out.append((h.position, h.score + related))
+    for k, best in fitting.items():
+        ranked = widest_first(sorted(best, key=lambda i: -best[i]), lambda i, k=k: covers[k, i])
+        out.extend(zip(ranked, sorted(best.values(), reverse=True)))
+    return out
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     top = float(x.max()) if x.size else 0.0
     return x / top if top > 0 else x
@@ -163,8 +188,11 @@ class Retriever:
         self._loadable = np.array([f.loadable for f in facts], dtype=bool)
         self._character = np.array([f.character for f in facts], dtype=bool)
         self._suggestive = np.array([bool({"suggestive", "sexual"} & set(f.brings)) for f in facts], dtype=bool)
-        self._group = np.array([f"m{f.civitai_model_id}" if f.civitai_model_id is not None else f.id
-                                for f in facts], dtype=object)
+        # the model of each card (its versions share it), as integer codes: compared over the
+        # whole catalog for every sentence (``_leads``)
+        models = [f"m{f.civitai_model_id}" if f.civitai_model_id is not None else f.id for f in facts]
+        self._group = np.unique(np.array(models, dtype=object), return_inverse=True)[1].astype(np.int64) \
+            if models else np.zeros(0, dtype=np.int64)
         self._names: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
             for word in f.name_terms:
@@ -346,10 +374,8 @@ class Retriever:
             copied = rank_by_concept and _leads(fused, allowed, self._group)
             related = 0.0 if copied else RELATED_BONUS
             by_concept = np.zeros(len(self.ids), dtype=np.float32)
-            for h in found:
-                if not h.brings_foreign:
-                    value = h.score + (FIT_BONUS if h.fits or h.ranks_as_fit else related)
-                    by_concept[h.position] = max(by_concept[h.position], value)
+            for position, value in _concept_values(found, related):
+                by_concept[position] = max(by_concept[position], value)
             signals["concept"] = by_concept
             if rank_by_concept:
                 weight = 1.0 if copied else fusion.natural_prompt_weight
@@ -447,7 +473,7 @@ class Retriever:
             for h in sorted(found, key=lambda h: (not h.fits, -h.score)):
                 per_card.setdefault(h.position, []).append(
                     {"concept": concepts[h.concept].text, "fits": h.fits, "why": h.why,
-                     "lexical": h.lexical, "dense": h.dense, "score": h.score})
+                     "lexical": h.lexical, "dense": h.dense, "score": h.score, "covers": list(h.matched)})
         cards = self._load_cards([self.ids[i] for i, _, _ in ranked])
         in_card, in_examples = self._matches([i for i, _, _ in ranked], query)
         candidates = []

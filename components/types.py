@@ -40,7 +40,8 @@ class Candidate:
     # field name -> matched terms, e.g. {"examples": ["school uniform"], "tags": ["clothing"]}
     evidence: dict[str, list[str]] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)  # per signal: lexical, dense, prior
-    # per prompt concept it was weighed for: {"concept", "fits", "why", "lexical", "dense", "score"};
+    # per prompt concept it was weighed for, one row per part of it matched: {"concept", "fits",
+    # "why", "lexical", "dense", "score", "covers": the words of that part its purpose holds};
     # None: the retriever did not weigh concepts (a tag-style prompt, or candidates from elsewhere)
     concepts: list[dict[str, Any]] | None = None
 

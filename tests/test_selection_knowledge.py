@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.concepts import media_of, word_forms, with_stems
+from components.composer.segment import segment
+from components.concepts import concepts_of, expand, media_of, word_forms, with_stems
 from components.lexicon import artist_movements, category_of
 from components.prompt_text import lexer_words
 from components.refiner.purpose import extract_purpose, names_medium
@@ -148,5 +149,50 @@ def test_words_run_together_in_a_name_are_read_apart(tmp_path, minilm):
     try:
         ids, comp, _ = select(r, "Horses pulling a carriage on the moon's surface")
         assert ids == ["civitai-221"], comp.scores["unassigned"]
+    finally:
+        store.close()
+
+
+def test_a_prompt_naming_an_artist_asks_for_the_artists_movement(tmp_path, minilm):
+    """"in the style of Dali": no adapter is named for Dali, but a surrealism style is the nearest
+    thing the catalog holds (WordNet: Dali was a surrealist). A common word that is also a painter's
+    surname ("Davis", "Stella") asks for no movement unless it is asked for as a style."""
+    surreal = card("civitai-231", "Surreal Harmony LoRA", model_id=231, tags=["surrealism", "style"],
+                   prompts=["melting clocks in a desert, dreamlike", "a floating island, surreal sky"])
+    cubist = card("civitai-232", "Cubism Style", model_id=232, tags=["cubism", "style", "painting"],
+                  prompts=["a cubist portrait of a man", "cubism, still life with guitar"])
+    car = card("civitai-233", "Sports Car Photography", model_id=233, tags=["photography", "car", "vehicle"],
+               prompts=["a red sports car on a mountain road", "sports car, studio lighting"])
+    # the painter's first and full names are no other subject of the style's name
+    monet = card("civitai-234", "Claude Monet/Oscar-Claude Monet style", model_id=234, tags=["style", "style lora"],
+                 prompts=["painting (medium), lake, castle", "painting (medium), village"])
+    assert [c.text for _, c in expand(concepts_of(segment("a car in the style of Dali")))][-1] == "surrealist"
+    r, store = retriever_over([surreal, cubist, car, monet], tmp_path, minilm)
+    try:
+        ids, comp, res = select(r, "a painting of a mountain road in the style of Dali")
+        assert ids == ["civitai-231"], comp.scores["unassigned"]
+        assert "dali" in comp.topics[0].adapters[0].reason.lower()
+        assert res.candidates[0].id == "civitai-231"
+        assert select(r, "a painting of a mountain road")[0] == []
+        assert "civitai-232" not in select(r, "a portrait of Stuart Davis at his desk")[0]
+        assert select(r, "water lilies by Claude Monet")[0] == ["civitai-234"]
+        assert select(r, "a harbor in the style of Monet")[0] == ["civitai-234"]
+    finally:
+        store.close()
+
+
+def test_an_adapter_holding_more_of_a_concept_is_picked_before_one_holding_less(tmp_path, minilm):
+    """"dutch baroque painting": a baroque *painting* style holds two of its words, an ornament
+    style named "baroque" one; the first is picked, and ranked first, whatever the scores say."""
+    ornament = card("civitai-241", "BaroqueAI", model_id=241, tags=["style"], triggers=["baroqueAI"],
+                    prompts=["baroqueAI, coffee machine", "baroqueAI, car", "baroqueAI, landscape with cities"])
+    painter = card("civitai-242", "Rubens - Style", model_id=242, tags=["style", "paintings", "painting"])
+    r, store = retriever_over([ornament, painter], tmp_path, minilm)
+    try:
+        ids, comp, res = select(r, "a dutch baroque painting of a horse in a field")
+        assert ids == ["civitai-242"], comp.scores
+        assert res.candidates[0].id == "civitai-242"
+        fits = {c.id: set(c.fitting_concepts()) for c in res.candidates}
+        assert fits["civitai-241"] == fits["civitai-242"] == {"dutch baroque painting"}  # both fit
     finally:
         store.close()

@@ -27,7 +27,7 @@ from components.composer.naming import Subject, names_character, naming_triggers
 from components.composer.naming import prompt_words as _prompt_words
 from components.composer.options import MAX_PROMPT_CHARS, MAX_TOPICS, ComposeOptions
 from components.composer.segment import TEMPLATE_LEAD, Segment, is_tag_soup, normalize_phrase, segment
-from components.concepts import PEOPLE_WORDS, PromptContext, concepts_of, foreign
+from components.concepts import PEOPLE_WORDS, PromptContext, concepts_of, foreign, widest_first
 from components.refiner.purpose import purpose_of
 from components.types import Candidate, Composition, Topic, TopicAdapter
 
@@ -303,7 +303,10 @@ class OfflineComposer:
         # concepts in order of their best fit; each gets its best fitting adapter
         order = sorted(concepts, key=lambda c: -max((f[0] for f in fits[c]), default=0.0))
         for concept in order:
-            ranked = sorted(fits[concept], key=lambda f: -f[0])
+            # best fit first, except that an adapter whose purpose holds every word of the concept
+            # another holds, and more, comes before it (see concepts.widest_first)
+            ranked = widest_first(sorted(fits[concept], key=lambda f: -f[0]), lambda f, c=concept: frozenset(
+                w for r in f[1].concepts or () if r["concept"] == c for w in r.get("covers", ())))
             taken = 0
             for score, cand, row in ranked:
                 if len(chosen) >= options.max_adapters or taken >= min(options.top_k, PER_CONCEPT):
