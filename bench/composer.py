@@ -1,7 +1,7 @@
 """Composer benchmark (issue 4): selection quality and speed, side by side in one run.
 
     python bench/composer.py [--limit N] [--llm-model M] [--no-dev] [--no-paper] [--paper-limit N]
-                             [--work DIR] [--fresh] [--no-segmentation]
+                             [--work DIR] [--fresh] [--no-segmentation] [--no-content-filter]
 
 1. Segmentation on the paper's COCO / Parti captions against the paper's own topics (the keys of
    ``ranked_adapters``), with the metric calibrated in ``bench/segmentation.py`` so the naive
@@ -87,6 +87,8 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true", help="retrieve the dev queries again (ignore the cache)")
     ap.add_argument("--no-segmentation", action="store_true", help="skip the segmentation rows")
     ap.add_argument("--no-paper", action="store_true", help="skip agreement with the paper's adapters")
+    ap.add_argument("--no-content-filter", action="store_true",
+                    help="dev split: retrieve as with allow_nsfw (the SFW content screen removes ~10%% of its answers)")
     ap.add_argument("--paper-limit", type=int, default=2000,
                     help="at most N paper captions (seeded sample) for the agreement rows (default 2000)")
     args = ap.parse_args()
@@ -100,14 +102,16 @@ def main() -> int:
         ap.error(f"--paper-limit must be at least 1, got {args.paper_limit}")
     if (args.no_dev and args.no_paper) or not CATALOG_FILE.exists():
         if not args.no_dev:
-            bench_dev(args.limit, args.llm_model, args.work, args.fresh)  # prints why it skips
+            bench_dev(args.limit, args.llm_model, args.work, args.fresh,  # prints why it skips
+                      content_filter=not args.no_content_filter)
         return 0
     work = Path(args.work or DEFAULT_WORK)
     work.mkdir(parents=True, exist_ok=True)
     store, retriever = open_dev_catalog(work)
     try:
         if not args.no_dev:
-            bench_dev(args.limit, args.llm_model, work, args.fresh, opened=(store, retriever))
+            bench_dev(args.limit, args.llm_model, work, args.fresh, opened=(store, retriever),
+                      content_filter=not args.no_content_filter)
         if not args.no_paper:
             bench_paper(store, retriever, args.paper_limit)
     finally:

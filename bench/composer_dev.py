@@ -80,14 +80,15 @@ class Retrieved:
 
 
 def retrieve_all(store: CatalogStore, retriever, queries: list[dict], work: Path,
-                 fresh: bool = False) -> list[Retrieved]:
+                 fresh: bool = False, content_filter: bool = True) -> list[Retrieved]:
     state = hashlib.sha256(json.dumps(sorted(store.hashes().items())).encode()).hexdigest()[:16]
-    key = hashlib.sha256(f"{CACHE_VERSION}|{state}|{json.dumps(queries)}".encode()).hexdigest()[:16]
+    content = "" if content_filter else "|no content filter"
+    key = hashlib.sha256(f"{CACHE_VERSION}|{state}|{json.dumps(queries)}{content}".encode()).hexdigest()[:16]
     path = work / f"retrieved-{key}.pkl"
     if path.exists() and not fresh:
         with path.open("rb") as fh:
             return pickle.load(fh)
-    filters = replace(retriever.filters, characters="all")
+    filters = replace(retriever.filters, characters="all", allow_nsfw=not content_filter)
     out, t0 = [], time.perf_counter()
     for n, q in enumerate(queries, 1):
         result = retriever.retrieve(q["query"], top_k=TOP_K, filters=filters)
@@ -143,6 +144,7 @@ def pickers(llm_model: str, options: ComposeOptions | None = None) -> dict[str, 
 
     out: dict[str, Picker] = {
         "random 3 of top-150": lambda p, c: rng.sample(c, min(3, len(c))),
+        "retriever top-1": lambda p, c: c[:1],  # the first candidate alone: one pick per prompt
         "retriever top-3": lambda p, c: c[:3],
         "retriever top-3 named": lambda p, c: [x for x in c if not unnamed_character(x.card, p)][:3],
         "offline composer": composed(opts),
@@ -178,8 +180,11 @@ def evaluate(retrieved: list[Retrieved], cards: dict[str, AdapterCard], methods:
 
 
 def bench_dev(limit: int | None, llm_model: str, work: Path | None, fresh: bool = False,
-              options: ComposeOptions | None = None, opened: tuple | None = None) -> dict[str, Tally]:
-    """``opened``: (store, retriever) from ``open_dev_catalog`` to reuse (the caller closes it)."""
+              options: ComposeOptions | None = None, opened: tuple | None = None,
+              content_filter: bool = True) -> dict[str, Tally]:
+    """``opened``: (store, retriever) from ``open_dev_catalog`` to reuse (the caller closes it).
+    ``content_filter=False``: candidates retrieved as with ``allow_nsfw`` (suggestive and explicit
+    adapters too; the composer still picks them only for a prompt that asks for such content)."""
     if not (CATALOG_FILE.exists() and DEV_FILE.exists()):
         log(f"\n== Dev split: skipped, real data not found under {DATA}")
         return {}
@@ -188,13 +193,14 @@ def bench_dev(limit: int | None, llm_model: str, work: Path | None, fresh: bool 
     log("\n== Dev split: hit rate / mean adapters / unnamed-character share")
     store, retriever = opened or open_dev_catalog(work)
     queries = load_queries(limit)
-    retrieved = retrieve_all(store, retriever, queries, work, fresh)
+    retrieved = retrieve_all(store, retriever, queries, work, fresh, content_filter)
     cards = {c.id: c for c in store.iter_cards()}
     character_models = {c.civitai_model_id for c in cards.values() if c.is_character()}
     tallies = evaluate(retrieved, cards, pickers(llm_model, options), character_models)
     n_char = next(iter(tallies.values())).by_kind["character"][1] if tallies else 0
     log(f"{len(queries)} queries ({n_char} for character adapters), candidates: top {TOP_K} with all "
-        f"characters; goal hit >= 0.75 with <= 3 adapters")
+        f"characters, {'SFW content screen' if content_filter else 'no content filter'}; "
+        f"goal hit >= 0.75 with <= 3 adapters")
     log(f"{'method':34} {'hit':>6} {'adapters':>9} {'unnamed char':>13} {'hit char':>10} "
         f"{'hit other':>10} {'p50 ms':>7}")
     for m, t in tallies.items():

@@ -96,6 +96,7 @@ PEOPLE_WORDS = PROMPT_PERSON | BODY_WORDS | GARMENT_WORDS
 LEXICAL_FIT = 0.75  # share of the concept's information the purpose must hold
 DENSE_CONFIRM = 0.6  # cosine that confirms a lexical match (rejects incidental tag matches)
 DENSE_CONFIRM_NAME = 0.5  # ... when the adapter's name holds the whole concept ("MG_CORGI" for "corgi")
+DENSE_CONFIRM_RARE_NAME = 0.3  # ... and the concept is a rare name MiniLM hardly knows ("Ukiyo-e", "Kawase Hasui")
 DENSE_ALONE = 0.72  # cosine at which a concept fits without shared words (ranked with the fits) ...
 DENSE_ALONE_PICK = 0.8  # ... and at which such a fit is picked (dev: 0.72-0.78 were other looks)
 DENSE_EXTRA = 0.7  # cosine at which other words of the name are the concept's own
@@ -344,6 +345,7 @@ class ConceptIndex:
 
 _SPACE = re.compile(r"\s+")
 NAME_WORD_ZIPF = 3.5  # words more frequent than this in English name things, not someone
+RARE_NAME_ZIPF = 2.0  # a word rarer than this is a name or a borrowed word ("ukiyo", "gogh")
 
 
 DERIVATIONAL = ("istic", "ian", "ist", "ism", "ic", "al", "ish", "ese")
@@ -419,6 +421,13 @@ def looks_word(word: str, style_words: frozenset[str] = frozenset()) -> bool:
     forms = word_forms(word)
     return bool(forms & (STYLE_TERMS | STYLE_MARKERS | style_words)) or names_medium([word]) or \
         any(forms & family for family in MEDIUM_FAMILIES.values())
+
+
+def _rare_name(concept: Concept) -> bool:
+    """Every real word of the concept is rare in English ("ukiyo-e", "Beksinski"): an adapter
+    whose name holds it is about it, however little MiniLM makes of either text."""
+    words = [w for w in concept.words if len(w) >= 3]
+    return bool(words) and all(word_zipf(w) < RARE_NAME_ZIPF for w in words)
 
 
 def _is_medium_or_style(concept: Concept) -> bool:
@@ -513,6 +522,12 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
     # (the subject part of its name: "Asuna" in "Asuna | Sword Art Online", not the series; see
     # composer/naming.py), and a rare one ("castle" in "Castle Girl" names nobody)
     named = any(not _common_word(w) for w in set(con.words) & index.naming_words[i])
+    # ... and a style or medium the prompt asks for by its name, a rare word that is no look
+    # ("in the style of Van Gogh" for "Fake Van Gogh Style", not "sketch"), comes with whom its
+    # creator showed it on
+    named = named or (in_name and cover >= 0.999 and _is_medium_or_style(con) and not con.via
+                      and bool(index.kinds) and index.kinds[i] in ("style", "medium")
+                      and any(not _common_word(w) and not looks_word(w, index.style_words) for w in con.words))
     brought = foreign(index.brings[i], ctx, named=named)
     if index.kinds and index.kinds[i] == "style" and _common_word(con.head) and not _is_medium_or_style(con) \
             and not with_stems(con.words) & index.style_words:
@@ -547,7 +562,8 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         why = f"close to {con.text!r} ({d:.2f}) but shares no word of it"
     elif matched and cover < LEXICAL_FIT:
         why = f"covers only {', '.join(matched)} of {con.text!r}"
-    elif matched and d < (DENSE_CONFIRM_NAME if in_name and cover >= 0.999 else DENSE_CONFIRM):
+    elif matched and d < (DENSE_CONFIRM if not (in_name and cover >= 0.999) else
+                          DENSE_CONFIRM_RARE_NAME if _rare_name(con) else DENSE_CONFIRM_NAME):
         why = f"shares {', '.join(matched)} but its card is about something else (similarity {d:.2f})"
     elif con.part and shown_on_people >= PEOPLE_PART_REFUSE:
         # it fits, but not well enough to pick: ranked with the fitting ones, never composed
