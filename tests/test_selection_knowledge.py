@@ -196,3 +196,26 @@ def test_an_adapter_holding_more_of_a_concept_is_picked_before_one_holding_less(
         assert fits["civitai-241"] == fits["civitai-242"] == {"dutch baroque painting"}  # both fit
     finally:
         store.close()
+
+
+def test_a_style_asked_for_by_its_rare_name_is_picked_as_its_creator_made_it(tmp_path, minilm):
+    """A style the prompt names by a rare word ("Van Gogh", "ukiyo-e") is what the user asked for:
+    the girl its creator tagged it with does not keep it out, and MiniLM, which makes little of
+    either text, need not confirm a name that holds the whole concept. A common look word
+    ("oil painting") asks for no particular adapter: the girl still keeps that one out."""
+    gogh = card("civitai-251", "Fake Van Gogh Style", model_id=251,
+                tags=["girl", "digital art", "oil painting", "style", "artstyle", "lora"],
+                prompts=["masterpiece, best quality, 1girl, starry sky", "masterpiece, 1girl, solo, cloud, sky"])
+    hasui = card("civitai-252", "[浮世絵/Ukiyo-e] 川瀬巴水 画风 Kawase Hasui Painting Style LoRA", model_id=252,
+                 tags=["drawing", "vintage", "japan", "style", "painting"], triggers=["ukiyo-e"],
+                 prompts=["ukiyo-e, a mountain path lit by lanterns on a snowy day",
+                          "ukiyo-e, wooden fishing boats in a bay at sunset"])
+    r, store = retriever_over([gogh, hasui], tmp_path, minilm)
+    try:
+        ids, comp, _ = select(r, "a starry night over a village in the style of Van Gogh")
+        assert ids == ["civitai-251"], comp.scores["unassigned"]
+        assert select(r, "an oil painting of a village at night")[0] == []
+        ids, comp, _ = select(r, "a lighthouse on a cliff, ukiyo-e")
+        assert ids == ["civitai-252"], comp.scores["unassigned"]
+    finally:
+        store.close()
