@@ -45,6 +45,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.texts_embedded = 0  # texts embedded by this object so far
         self._model = None
+        self._device = None
         self._lock = threading.Lock()
 
     def _load(self):
@@ -62,9 +63,13 @@ class SentenceTransformerEmbedder:
                         f"embedding model {self.name!r} cannot be loaded ({exc}); use 'minilm' (bundled), "
                         "a local sentence-transformers folder, or 'litellm:<model>'") from exc
                 self._model.max_seq_length = min(self._model.max_seq_length or MAX_SEQ_TOKENS, MAX_SEQ_TOKENS)
+                self._model.eval()
+                self._device = self._model.device
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch  # loaded with the model already; kept out of this module's import
+
         model = self._load()
         self.texts_embedded += len(texts)
         if not texts:
@@ -72,8 +77,16 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, dim), dtype=np.float32)
         # longest first keeps batches of similar length: less padding, faster on CPU
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = model.encode([texts[i] for i in order], batch_size=self.batch_size,
-                           normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
+        rows = []
+        # the model's own preprocessing and modules (transformer, pooling, normalisation), as
+        # ``encode`` runs them, without its per-call set-up (eval(), a device check over every
+        # weight): a prompt's concepts are one short batch, embedded on every selection
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                features = model.preprocess([texts[i] for i in order[start:start + self.batch_size]])
+                features = {k: v.to(self._device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                rows.append(model(features)["sentence_embedding"].float().cpu().numpy())
+        out = np.concatenate(rows)
         result = np.empty_like(out)
         result[np.asarray(order)] = out
         return _normalise(result)

