@@ -355,13 +355,13 @@ COMPOUND_PART_ZIPF = 2.5  # a word inside a made-up name token ("horse" in "Edob
 STEM_MAX_ZIPF = 5.0  # a stem more common than this is too general to join forms ("realistic" -> "real")
 
 
-@lru_cache(maxsize=200_000)
 @lru_cache(maxsize=4096)
 def _artist_words(phrases: tuple[tuple[str, ...], ...]) -> frozenset[str]:
     """The words of a name that name an artist the lexicon knows, first names included."""
     return frozenset(w for p in phrases for name in artist_movements(list(p)) for w in name.split())
 
 
+@lru_cache(maxsize=200_000)
 def word_forms(word: str) -> frozenset[str]:
     """``word`` and its derivational stem, when that is a rarer real word: "egyptian" -> egypt,
     "surrealist" and "surrealism" -> surreal; matching compares forms, so each finds the others."""
