@@ -461,12 +461,18 @@ def expand(concepts: list[Concept]) -> list[tuple[int, Concept]]:
     return out
 
 
+# a surname alone names the painter only when it is this rare in English ("Kandinsky", "Klimt",
+# "Cezanne"); a more frequent one may be something else ("pollock" the fish, "cornet" the horn,
+# "Raphael" the turtle) and needs a full name ("Jackson Pollock") or a style ("Monet style")
+ARTIST_SURNAME_ZIPF = 2.6
+
+
 def artists_named(words: tuple[str, ...], as_style: bool) -> dict[str, tuple[str, ...]]:
     """{artist: movements} for the artists ``words`` name (components/lexicon.py): by a full name
-    or a rare surname ("Monet", "Dali"); a surname that is a common word ("Davis", "Stella") only
-    when ``as_style`` ("in the style of Davis")."""
+    ("Claude Monet") or a rare surname ("Kandinsky"); a surname that is a commoner word ("Monet",
+    "Pollock", "Davis") only when ``as_style`` ("in the style of Monet")."""
     return {name: ms for name, ms in artist_movements(list(words)).items()
-            if as_style or " " in name or word_zipf(name) < NAME_WORD_ZIPF}
+            if as_style or " " in name or word_zipf(name) < ARTIST_SURNAME_ZIPF}
 
 
 def widest_first(ranked: list, covers: Callable[[Any], frozenset[str]]) -> list:

@@ -155,26 +155,34 @@ def test_words_run_together_in_a_name_are_read_apart(tmp_path, minilm):
 
 def test_a_prompt_naming_an_artist_asks_for_the_artists_movement(tmp_path, minilm):
     """"in the style of Dali": no adapter is named for Dali, but a surrealism style is the nearest
-    thing the catalog holds (WordNet: Dali was a surrealist). A common word that is also a painter's
-    surname ("Davis", "Stella") asks for no movement unless it is asked for as a style."""
+    thing the catalog holds (WordNet: Dali was a surrealist). A surname that is a commoner word
+    ("Pollock", a fish; "Davis") asks for no movement unless it is asked for as a style or comes
+    with a first name ("Jackson Pollock")."""
     surreal = card("civitai-231", "Surreal Harmony LoRA", model_id=231, tags=["surrealism", "style"],
                    prompts=["melting clocks in a desert, dreamlike", "a floating island, surreal sky"])
     cubist = card("civitai-232", "Cubism Style", model_id=232, tags=["cubism", "style", "painting"],
                   prompts=["a cubist portrait of a man", "cubism, still life with guitar"])
     car = card("civitai-233", "Sports Car Photography", model_id=233, tags=["photography", "car", "vehicle"],
                prompts=["a red sports car on a mountain road", "sports car, studio lighting"])
+    drip = card("civitai-235", "Abstract Expressionism LoRA", model_id=235,
+                tags=["abstract expressionism", "style", "painting"],
+                prompts=["abstract expressionism, drips and splatters", "abstract expressionism, a harbor"])
     # the painter's first and full names are no other subject of the style's name
     monet = card("civitai-234", "Claude Monet/Oscar-Claude Monet style", model_id=234, tags=["style", "style lora"],
                  prompts=["painting (medium), lake, castle", "painting (medium), village"])
     assert [c.text for _, c in expand(concepts_of(segment("a car in the style of Dali")))][-1] == "surrealist"
-    r, store = retriever_over([surreal, cubist, car, monet], tmp_path, minilm)
+    r, store = retriever_over([surreal, cubist, car, monet, drip], tmp_path, minilm)
     try:
         ids, comp, res = select(r, "a painting of a mountain road in the style of Dali")
         assert ids == ["civitai-231"], comp.scores["unassigned"]
         assert "dali" in comp.topics[0].adapters[0].reason.lower()
         assert res.candidates[0].id == "civitai-231"
         assert select(r, "a painting of a mountain road")[0] == []
-        assert "civitai-232" not in select(r, "a portrait of Stuart Davis at his desk")[0]
+        assert select(r, "a harbor at dawn by Jackson Pollock")[0] == ["civitai-235"]
+        # a surname that is also a fish, or a common name, is no painter outside a style
+        assert select(r, "a plate of grilled pollock with lemon")[0] == []
+        assert select(r, "a portrait of Davis at his desk")[0] == []
+        assert select(r, "a portrait of a man, in the style of Davis")[0] == ["civitai-232"]
         assert select(r, "water lilies by Claude Monet")[0] == ["civitai-234"]
         assert select(r, "a harbor in the style of Monet")[0] == ["civitai-234"]
     finally:
