@@ -262,6 +262,10 @@ class ConceptIndex:
             index.set_vectors(vectors)
         return index
 
+    def is_look(self, i: int) -> bool:
+        """Whether card ``i``'s purpose is a style or a medium (a look, not a thing)."""
+        return bool(self.kinds) and self.kinds[i] in ("style", "medium")
+
     def word_idf(self, word: str) -> float:
         return self.idf.get(word, math.log(len(self.words) + 1) + 1.0)
 
@@ -323,14 +327,14 @@ class ConceptIndex:
             phrases = [p for p in phrases if not head.isdisjoint(with_stems(p))] or phrases
         prompt_forms = with_stems(prompt_words)
         own = with_stems(concept.words) | prompt_forms
-        style = bool(self.kinds) and self.kinds[i] in ("style", "medium")
-        artist = _artist_words(self.name_phrases[i]) if style else frozenset()
+        # the artist a style comes from ("Pollock", "Claude Monet") is no other subject
+        artist = _artist_words(self.name_phrases[i]) if self.is_look(i) else frozenset()
         out = set()
         for w in (w for p in phrases for w in p):
             if len(w) < 3 or not w.isalpha() or not word_forms(w).isdisjoint(prompt_forms):
                 continue
             if w in artist:
-                continue  # the artist a style comes from ("Pollock", "Claude Monet") is no other subject
+                continue
             pieces = (compound_parts(w) if parts else ()) or (w,)
             out.update(x for x in pieces if word_forms(x).isdisjoint(own) and x not in NAME_NOISE
                        and x not in KIND_WORDS and x not in LABELS and x not in STYLE_MARKERS)
@@ -531,8 +535,7 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
     # ... and a style or medium the prompt asks for by its name, a rare word that is no look
     # ("in the style of Van Gogh" for "Fake Van Gogh Style", not "sketch"), comes with whom its
     # creator showed it on
-    named = named or (in_name and cover >= 0.999 and _is_medium_or_style(con) and not con.via
-                      and bool(index.kinds) and index.kinds[i] in ("style", "medium")
+    named = named or (in_name and cover >= 0.999 and _is_medium_or_style(con) and not con.via and index.is_look(i)
                       and any(not _common_word(w) and not looks_word(w, index.style_words) for w in con.words))
     brought = foreign(index.brings[i], ctx, named=named)
     if index.kinds and index.kinds[i] == "style" and _common_word(con.head) and not _is_medium_or_style(con) \
@@ -540,7 +543,7 @@ def _judge(index: ConceptIndex, con: Concept, k: int, i: int, cover: float, d: f
         # a style adapter for a thing ("a game-icon style" for "a sword"); a name ("Studio Ghibli")
         # or a style word ("anime") asks for a look
         brought.append("a style the prompt does not ask for")
-    if ctx.media and index.media and index.kinds[i] in ("style", "medium"):
+    if ctx.media and index.media and index.is_look(i):
         own = index.media[i]
         if own and not own & ctx.media:  # "Food Photography" for "a painting of food"
             brought.append(f"{' and '.join(sorted(own))} where the prompt asks for {' and '.join(sorted(ctx.media))}")

@@ -126,11 +126,10 @@ def _concept_values(found: list[ConceptHit], related: float) -> list[tuple[int, 
     one concept, an adapter whose purpose holds more of its words than another's takes the
     better value (``widest_first``), as the composer picks it."""
     covers: dict[tuple[int, int], frozenset[str]] = {}
-    for h in found:
-        covers[h.concept, h.position] = covers.get((h.concept, h.position), frozenset()) | frozenset(h.matched)
     out: list[tuple[int, float]] = []
     fitting: dict[int, dict[int, float]] = {}  # concept -> position -> best fitting value
     for h in found:
+        covers[h.concept, h.position] = covers.get((h.concept, h.position), frozenset()) | frozenset(h.matched)
         if h.brings_foreign:
             continue
         if h.fits or h.ranks_as_fit:
